@@ -1,0 +1,126 @@
+// `streamllm generate`: a prompt in, tokens streamed to stdout as they are produced, in constant memory.
+#include <atomic>   // std::atomic
+#include <chrono>   // std::chrono
+#include <csignal>  // std::signal
+#include <cstdio>   // std::fputs
+
+#include "core/error.h"        // Error
+#include "infer/common.h"
+#include "model/decoder.h"     // Decoder
+#include "ops/backend.h"       // cpu_backend
+#include "runtime/kv_cache.h"  // KVCache
+#include "runtime/stream.h"    // Sampler, parse_cache_mode
+#include "runtime/sysinfo.h"   // peak_rss_bytes
+
+namespace sllm::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_sigint(int) { g_stop = true; }
+
+struct GenArgs {
+  ModelArgs m;
+  std::string prompt, prompt_file, cache = "streaming";
+  int64_t n = 256, sinks = 4, window = 1020, chunk = 256, ctx = 4096;
+  SamplerOptions s;
+  bool ignore_eos = false, quiet = false;
+};
+
+double secs(std::chrono::steady_clock::time_point a) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+
+void run(const GenArgs& a) {
+  if (a.prompt.empty() == a.prompt_file.empty()) throw Error("give the prompt with exactly one of -p or -f");
+  Loaded l = load(a.m, true);
+  const Tokenizer& tok = *l.tok;
+  const std::string text = a.prompt.empty() ? read_file_or_throw(a.prompt_file) : a.prompt;
+  std::vector<int32_t> ids = tok.encode(text, true);
+  if (ids.empty()) throw Error("the prompt encodes to no tokens");
+
+  const CacheMode mode = parse_cache_mode(a.cache);
+  if (mode == CacheMode::Recompute) throw Error("--cache recompute is a perplexity baseline; use it with `ppl`");
+  int64_t S = a.sinks, R = a.window;
+  if (mode == CacheMode::Window) S = 0;
+  if (mode == CacheMode::Dense) {
+    S = 0;
+    R = a.ctx;
+  }
+  Backend& be = cpu_backend();
+  Decoder dec(l.model, be, a.chunk);
+  KVCache cache(be, l.model.cfg, S, R, a.chunk);
+  Sampler sampler(a.s);
+  StreamDecoder out(tok);
+  const int64_t V = l.model.cfg.vocab_size;
+  const int32_t eos = tok.eos_id() >= 0 ? tok.eos_id() : int32_t(l.model.cfg.eos_id);
+  auto room = [&](int64_t more) {
+    if (mode == CacheMode::Dense && cache.n_past() + more > R)
+      throw Error("dense cache full at " + std::to_string(R) + " tokens (raise --ctx, or use --cache streaming)");
+  };
+
+  std::signal(SIGINT, on_sigint);
+  if (!a.quiet) std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+  const auto t_pre = std::chrono::steady_clock::now();
+  const float* logits = nullptr;
+  for (size_t i = 0; i < ids.size(); i += size_t(a.chunk)) {
+    const int64_t T = std::min<int64_t>(a.chunk, int64_t(ids.size() - i));
+    room(T);
+    logits = dec.forward(ids.data() + i, T, cache, Logits::Last);
+  }
+  const double pre_s = secs(t_pre);
+  const auto t_dec = std::chrono::steady_clock::now();
+  int64_t produced = 0;
+  while ((a.n < 0 || produced < a.n) && !g_stop) {
+    const int32_t next = sampler.sample(logits, V);
+    ++produced;
+    if (next == eos && !a.ignore_eos) break;
+    const std::string piece = out.push(next);
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    if (a.n >= 0 && produced >= a.n) break;
+    room(1);
+    logits = dec.forward(&next, 1, cache, Logits::Last);
+  }
+  const std::string rest = out.flush();
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  const double dec_s = secs(t_dec);
+  std::fprintf(stderr,
+               "[streamllm] prompt %zu tok, %.1f tok/s | generated %lld tok, %.2f tok/s | cache %s %lld+%lld "
+               "(%s, holds %lld) | peak rss %s%s\n",
+               ids.size(), double(ids.size()) / pre_s, (long long)produced, double(produced) / dec_s,
+               cache_mode_name(mode), (long long)S, (long long)R, human_bytes(double(cache.bytes())).c_str(),
+               (long long)cache.held(), human_bytes(double(peak_rss_bytes())).c_str(),
+               g_stop ? " | interrupted" : "");
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Continue a prompt, streaming tokens to stdout (runs forever with -n -1)");
+  auto a = std::make_shared<GenArgs>();
+  add_model_args(*cmd, a->m);
+  cmd->add_option("-p,--prompt", a->prompt, "Prompt text");
+  cmd->add_option("-f,--file", a->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
+  cmd->add_option("-n,--n-predict", a->n, "Tokens to generate (-1 = until stopped, in constant memory)")
+      ->check(CLI::Range(int64_t(-1), int64_t(1) << 62));
+  cmd->add_option("--cache", a->cache, "Cache policy: streaming, window or dense")
+      ->check(CLI::IsMember({"dense", "window", "streaming", "recompute"}));
+  cmd->add_option("--sinks", a->sinks, "Attention-sink tokens kept")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  cmd->add_option("--window", a->window, "Recent tokens kept")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  cmd->add_option("--ctx", a->ctx, "Capacity of the dense cache")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  cmd->add_option("--chunk", a->chunk, "Prompt tokens per forward pass")->check(CLI::Range(int64_t(1), int64_t(1) << 16));
+  cmd->add_option("--temp", a->s.temperature, "Temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", a->s.top_k, "Top-k (0 = off)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a->s.top_p, "Top-p nucleus (1 = off)")->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--min-p", a->s.min_p, "Min-p (0 = off)")->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("-s,--seed", a->s.seed, "Sampling seed");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-sequence token");
+  cmd->add_flag("-q,--quiet", a->quiet, "Do not echo the prompt");
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace sllm::cli

@@ -1,0 +1,83 @@
+#include "infer/common.h"
+
+#include <chrono>      // std::chrono
+#include <cstdio>      // std::fprintf
+#include <filesystem>  // std::filesystem
+#include <omp.h>       // omp_set_num_threads
+#include <unistd.h>    // isatty
+
+#include "core/error.h"           // Error
+#include "formats/mapped_file.h"  // read_text_file
+
+namespace sllm::cli {
+
+namespace fs = std::filesystem;
+
+void add_model_args(CLI::App& app, ModelArgs& a) {
+  app.add_option("-m,--model", a.model, "Model: a Hugging Face directory (config.json + safetensors)")->required();
+  app.add_option("--dtype", a.dtype, "Store weights as f32, f16 or bf16 (default: as in the file)");
+  app.add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own")
+      ->check(CLI::ExistingFile);
+  app.add_option("-t,--threads", a.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+}
+
+Loaded load(const ModelArgs& a, bool need_tokenizer) {
+  if (a.threads > 0) omp_set_num_threads(a.threads);
+  LoadOptions lo;
+  if (!a.dtype.empty()) lo.dtype = parse_dtype(a.dtype);
+  Loaded l{load_model(a.model, lo), std::nullopt};
+  const fs::path tj = a.tokenizer.empty() ? fs::path(a.model) / "tokenizer.json" : fs::path(a.tokenizer);
+  if (fs::exists(tj))
+    l.tok = Tokenizer::from_json_file(tj.string());
+  else if (need_tokenizer)
+    throw Error(a.model + ": no tokenizer.json in the model directory (give one with --tokenizer)");
+  if (l.tok && l.tok->vocab_size() > l.model.cfg.vocab_size)
+    throw Error(tj.string() + ": tokenizer has " + std::to_string(l.tok->vocab_size()) +
+                " tokens but the model's vocabulary is " + std::to_string(l.model.cfg.vocab_size));
+  return l;
+}
+
+std::string human_bytes(double b) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (b >= 1024 && i < 4) {
+    b /= 1024;
+    ++i;
+  }
+  char s[32];
+  std::snprintf(s, sizeof s, i == 0 ? "%.0f %s" : "%.1f %s", b, u[i]);
+  return s;
+}
+
+std::string read_file_or_throw(const std::string& path) { return read_text_file(path); }
+
+namespace {
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Progress::Progress(std::string label, bool enabled)
+    : label_(std::move(label)), enabled_(enabled && isatty(2)), start_(now()) {}
+
+void Progress::update(int64_t done, int64_t total) {
+  if (!enabled_) return;
+  const double t = now();
+  if (t - last_ < 0.1 && done < total) return;
+  last_ = t;
+  const double frac = total > 0 ? double(done) / double(total) : 0;
+  const int width = 30, fill = int(frac * width);
+  const double el = t - start_;
+  const double rate = el > 0 ? double(done) / el : 0;
+  const double eta = rate > 0 ? double(total - done) / rate : 0;
+  std::fprintf(stderr, "\r%s [%.*s%*s] %5.1f%% %lld/%lld  %.0f tok/s  ETA %.0fs ", label_.c_str(), fill,
+               "##############################", width - fill, "", 100 * frac, (long long)done, (long long)total,
+               rate, eta);
+  std::fflush(stderr);
+}
+
+void Progress::finish() {
+  if (enabled_) std::fprintf(stderr, "\n");
+}
+
+}  // namespace sllm::cli

@@ -1,0 +1,51 @@
+// streamllm CLI: shared pieces of the subcommands (model + tokenizer loading, formatting, progress).
+#pragma once
+#include <CLI/CLI.hpp>  // CLI::App
+#include <cstdint>      // int64_t
+#include <memory>       // std::unique_ptr
+#include <optional>     // std::optional
+#include <string>       // std::string
+#include <vector>       // std::vector
+
+#include "model/model.h"          // Model
+#include "tokenizer/tokenizer.h"  // Tokenizer
+
+namespace sllm::cli {
+
+struct ModelArgs {
+  std::string model;       // -m
+  std::string dtype;       // --dtype (empty: as stored)
+  std::string tokenizer;   // --tokenizer (empty: the model's own tokenizer.json)
+  int threads = 0;         // --threads (0: all cores)
+};
+void add_model_args(CLI::App& app, ModelArgs& a);
+
+struct Loaded {
+  Model model;
+  std::optional<Tokenizer> tok;
+};
+// Loads the model and, when the directory has one, tokenizer.json. Applies --threads.
+Loaded load(const ModelArgs& a, bool need_tokenizer);
+
+std::string human_bytes(double b);
+std::string read_file_or_throw(const std::string& path);
+
+// A one-line progress bar on stderr (only when stderr is a terminal or force is set).
+class Progress {
+ public:
+  Progress(std::string label, bool enabled);
+  void update(int64_t done, int64_t total);
+  void finish();
+
+ private:
+  std::string label_;
+  bool enabled_;
+  double start_;
+  double last_ = -1;
+};
+
+void register_generate(CLI::App& app);
+void register_ppl(CLI::App& app);
+void register_info(CLI::App& app);
+
+}  // namespace sllm::cli

@@ -1,0 +1,178 @@
+// streamllm CPU kernels: the GEMV path of `linear` (decode, T small). See matmul.cpp for the overall design.
+//
+// Y[t, n] = X[t, :] . W[n, :] computed as dot products along k: W rows are read straight from memory (each
+// byte once per call when T <= kTokGroup) and widened to f32 in registers, so the cost is the weight bytes over
+// memory bandwidth. A tile is MT tokens x R rows with one SIMD accumulator each (MT * R independent FMA chains,
+// enough to hide the FMA latency); the lanes are reduced once per tile at the end. f32 accumulation, each
+// accumulator sums K / kLanes products, then a pairwise lane reduction.
+#include <omp.h>  // omp_get_max_threads
+
+#include <algorithm>  // std::min
+#include <vector>     // std::vector
+
+#include "cpu/matmul_internal.h"  // linear_gemv
+#include "cpu/matmul_simd.h"      // vf, vload, wload, hsum_n, kLanes
+
+namespace sllm::cpu {
+namespace {
+
+using namespace mm;
+
+// Rows per block handed to a thread, and tokens per tile. Register budget: MT * R accumulators + MT x vectors.
+#if defined(__AVX512F__)
+constexpr int kRowBlock = 8;
+constexpr int kTokGroup = 4;
+template <int MT> constexpr int kTileRows = MT <= 2 ? 8 : 4;
+#elif defined(__AVX2__)
+constexpr int kRowBlock = 4;
+constexpr int kTokGroup = 2;
+template <int MT> constexpr int kTileRows = 4;
+#else
+constexpr int kRowBlock = 4;
+constexpr int kTokGroup = 4;
+template <int MT> constexpr int kTileRows = 4;
+#endif
+
+// Below this many weight elements a call runs on the calling thread: fork/join would cost more than it saves.
+constexpr int64_t kMinParallelElems = 64 * 1024;
+
+template <DType DT>
+inline const void* row_ptr(const void* w, int64_t row, int64_t K) {
+  return static_cast<const char*>(w) + row * K * int64_t(dtype_size(DT));
+}
+
+#ifndef SLLM_MM_PF
+#define SLLM_MM_PF 1
+#endif
+#ifndef SLLM_MM_PF_HINT
+#define SLLM_MM_PF_HINT _MM_HINT_T1
+#endif
+#ifndef SLLM_MM_PF_TILES
+#define SLLM_MM_PF_TILES 1
+#endif
+
+// out[t * R + r] = sum_k x[t * ldx + k] * w[r * K + k] for t < MT, r < R.
+// pf: the next R * K weights (the next tile, contiguous after this one), prefetched a slice per k step.
+template <DType DT, int MT, int R>
+inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, float* out, const char* pf) {
+  vf acc[MT][R];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = vzero();
+  const int64_t kv = K - K % kLanes;
+  constexpr int kPfBytes = R > 1 ? R * kLanes * kWBytes<DT> : 0;  // per k step
+  for (int64_t k = 0; k < kv; k += kLanes) {
+#if SLLM_MM_PF && (defined(__AVX512F__) || defined(__AVX2__))
+    if constexpr (kPfBytes >= 64) {
+      for (int i = 0; i < kPfBytes; i += 64) _mm_prefetch(pf + i, SLLM_MM_PF_HINT);
+      pf += kPfBytes;
+    }
+#endif
+    vf xv[MT];
+    for (int t = 0; t < MT; ++t) xv[t] = vload(x + t * ldx + k);
+    for (int r = 0; r < R; ++r) {
+      const vf wv = wload<DT>(w, r * K + k);
+      for (int t = 0; t < MT; ++t) acc[t][r] = vfma(wv, xv[t], acc[t][r]);
+    }
+  }
+  if (kv < K) {
+    const int n = int(K - kv);
+    vf xv[MT];
+    for (int t = 0; t < MT; ++t) xv[t] = xload_part(x + t * ldx + kv, n);
+    for (int r = 0; r < R; ++r) {
+      const vf wv = wload_part<DT>(w, r * K + kv, n);
+      for (int t = 0; t < MT; ++t) acc[t][r] = vfma(wv, xv[t], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < MT; ++t) hsum_n<R>(acc[t], out + t * R);
+}
+
+// Y[t0 + t, n0 + r] for t < MT and r < rows (<= kRowBlock), tiles of kTileRows<MT> rows, then single rows.
+template <DType DT, int MT>
+void rows_x_tokens(const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows, const float* bias,
+                   float* y, int64_t ldy) {
+  constexpr int R = kTileRows<MT>;
+  float out[MT * R];
+  int64_t r0 = 0;
+  for (; r0 + R <= rows; r0 += R) {
+    dot_tile<DT, MT, R>(x, ldx, row_ptr<DT>(w, r0, K), K, out, static_cast<const char*>(row_ptr<DT>(w, r0 + SLLM_MM_PF_TILES * R, K)));
+    for (int t = 0; t < MT; ++t)
+      for (int r = 0; r < R; ++r) y[t * ldy + r0 + r] = out[t * R + r] + (bias ? bias[r0 + r] : 0.0f);
+  }
+  for (; r0 < rows; ++r0) {
+    dot_tile<DT, MT, 1>(x, ldx, row_ptr<DT>(w, r0, K), K, out, nullptr);
+    for (int t = 0; t < MT; ++t) y[t * ldy + r0] = out[t] + (bias ? bias[r0] : 0.0f);
+  }
+}
+
+template <DType DT>
+void tokens_group(int mt, const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows,
+                  const float* bias, float* y, int64_t ldy) {
+  switch (mt) {
+    case 1: rows_x_tokens<DT, 1>(x, ldx, w, K, rows, bias, y, ldy); break;
+    case 2: if constexpr (kTokGroup >= 2) rows_x_tokens<DT, 2>(x, ldx, w, K, rows, bias, y, ldy); break;
+    case 3: if constexpr (kTokGroup >= 3) rows_x_tokens<DT, 3>(x, ldx, w, K, rows, bias, y, ldy); break;
+    case 4: if constexpr (kTokGroup >= 4) rows_x_tokens<DT, 4>(x, ldx, w, K, rows, bias, y, ldy); break;
+    default: break;
+  }
+}
+
+// One block of up to kRowBlock rows for all T tokens. With more tokens than one group, a 16-bit block is
+// first widened into `scratch` so the conversion is not repeated for every group.
+template <DType DT>
+void row_block(const float* X, int64_t T, int64_t K, int64_t ldx, const void* w, int64_t rows,
+               const float* bias, float* y, int64_t ldy, std::vector<float>& scratch) {
+  if constexpr (DT != DType::F32) {
+    if (T > kTokGroup) {
+    scratch.resize(size_t(kRowBlock * K));
+    for (int64_t r = 0; r < rows; ++r) {
+      const void* wr = row_ptr<DT>(w, r, K);
+      float* s = scratch.data() + r * K;
+      int64_t k = 0;
+      for (; k + kLanes <= K; k += kLanes) vstore(s + k, wload<DT>(wr, k));
+      if (k < K) {
+        alignas(64) float tmp[kLanes];
+        vstore(tmp, wload_part<DT>(wr, k, int(K - k)));
+        for (int64_t j = k; j < K; ++j) s[j] = tmp[j - k];
+      }
+    }
+    row_block<DType::F32>(X, T, K, ldx, scratch.data(), rows, bias, y, ldy, scratch);
+    return;
+    }
+  }
+  for (int64_t t0 = 0; t0 < T; t0 += kTokGroup) {
+    const int mt = int(std::min<int64_t>(kTokGroup, T - t0));
+    tokens_group<DT>(mt, X + t0 * ldx, ldx, w, K, rows, bias, y + t0 * ldy, ldy);
+  }
+}
+
+template <DType DT>
+void gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
+          float* Y, int64_t ldy) {
+  const int64_t nblk = (N + kRowBlock - 1) / kRowBlock;
+  const bool par = N * K * T >= kMinParallelElems && omp_get_max_threads() > 1;
+#pragma omp parallel if (par)
+  {
+    thread_local std::vector<float> scratch;
+    // Static schedule: each thread gets one contiguous run of rows (an even split, no scheduling traffic).
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < nblk; ++b) {
+      const int64_t n0 = b * kRowBlock;
+      const int64_t rows = std::min<int64_t>(kRowBlock, N - n0);
+      row_block<DT>(X, T, K, ldx, row_ptr<DT>(W, n0, K), rows, bias ? bias + n0 : nullptr, Y + n0, ldy, scratch);
+    }
+  }
+}
+
+}  // namespace
+
+void linear_gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
+                 const float* bias, float* Y, int64_t ldy) {
+  switch (wtype) {
+    case DType::F32: gemv<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy); break;
+    case DType::F16: gemv<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy); break;
+    case DType::BF16: gemv<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy); break;
+    default: break;  // the front-end (linear) rejects other dtypes
+  }
+}
+
+}  // namespace sllm::cpu

@@ -1,0 +1,143 @@
+// streamllm CPU kernels: the small SIMD vocabulary the linear kernels are written in (internal header).
+//
+// One set of names, three implementations chosen at compile time from the same source:
+//   AVX-512F (16 lanes, 32 registers)  -> the fast path on Zen 4 / recent Xeons
+//   AVX2 + FMA + F16C (8 lanes, 16 registers) -> CI machines without AVX-512
+//   scalar (1 lane)                    -> any x86-64 / other CPU
+// The kernels in matmul_gemv.cpp and matmul_gemm.cpp are templates over these names and over the weight
+// dtype, so a change to the algorithm is made once for all three.
+#pragma once
+#include <cstdint>  // int64_t, uint16_t, uint32_t
+#include <cstring>  // std::memcpy
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+#include <immintrin.h>  // _mm512_*, _mm256_*, _mm_*
+#endif
+
+// GCC 12's own AVX-512 intrinsics (`__m512 __Y = __Y;` placeholders) trip -W(maybe-)uninitialized once inlined
+// (GCC PR 105593). Only the kernel files include this header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include "core/dtype.h"  // DType, f16_to_f32, bf16_to_f32
+
+namespace sllm::cpu::mm {
+
+#if defined(__AVX512F__)
+
+inline constexpr int kLanes = 16;
+inline constexpr const char* kIsaName = "avx512";
+using vf = __m512;
+inline vf vzero() { return _mm512_setzero_ps(); }
+inline vf vset1(float a) { return _mm512_set1_ps(a); }
+inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
+inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }  // a * b + c
+inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+// 16 x f16 / bf16 -> 16 x f32 (exact: every f16 and bf16 value is representable in f32).
+inline vf vcvt_f16(__m256i h) { return _mm512_cvtph_ps(h); }
+inline vf vcvt_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+inline __m256i vload_h(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+// Sum of the 16 lanes of each of a, b, c, d -> {sum a, sum b, sum c, sum d}.
+inline __m128 hsum4(vf a, vf b, vf c, vf d) {
+  auto fold = [](vf v) {  // 16 -> 8 lanes
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  };
+  const __m256 ab = _mm256_hadd_ps(fold(a), fold(b));
+  const __m256 cd = _mm256_hadd_ps(fold(c), fold(d));
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);  // {a,b,c,d} partial sums in each 128-bit half
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+inline float hsum(vf v) { return _mm512_reduce_add_ps(v); }
+
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+inline constexpr int kLanes = 8;
+inline constexpr const char* kIsaName = "avx2";
+using vf = __m256;
+inline vf vzero() { return _mm256_setzero_ps(); }
+inline vf vset1(float a) { return _mm256_set1_ps(a); }
+inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
+inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+inline vf vcvt_f16(__m128i h) { return _mm256_cvtph_ps(h); }
+inline vf vcvt_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+inline __m128i vload_h(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline __m128 hsum4(vf a, vf b, vf c, vf d) {
+  const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+inline float hsum(vf v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+#else  // scalar: a "vector" of one lane
+
+inline constexpr int kLanes = 1;
+inline constexpr const char* kIsaName = "scalar";
+using vf = float;
+inline vf vzero() { return 0.0f; }
+inline vf vset1(float a) { return a; }
+inline vf vload(const float* p) { return *p; }
+inline void vstore(float* p, vf v) { *p = v; }
+inline vf vfma(vf a, vf b, vf c) { return a * b + c; }
+inline vf vadd(vf a, vf b) { return a + b; }
+inline float hsum(vf v) { return v; }
+
+#endif
+
+// Bytes per stored weight (dtype_size as a constant expression).
+template <DType DT>
+inline constexpr int kWBytes = DT == DType::F32 ? 4 : 2;
+
+// kLanes consecutive weights W[i .. i + kLanes) of dtype DT, as f32.
+template <DType DT>
+inline vf wload(const void* w, int64_t i) {
+  if constexpr (DT == DType::F32) {
+    return vload(static_cast<const float*>(w) + i);
+  } else {
+    const uint16_t* p = static_cast<const uint16_t*>(w) + i;
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+    if constexpr (DT == DType::F16) return vcvt_f16(vload_h(p));
+    else return vcvt_bf16(vload_h(p));
+#else
+    if constexpr (DT == DType::F16) return f16_to_f32(*p);
+    else return bf16_to_f32(*p);
+#endif
+  }
+}
+
+// The first n (< kLanes) of W[i ..] as f32, the other lanes zero. Used once per row for the K tail.
+template <DType DT>
+inline vf wload_part(const void* w, int64_t i, int n) {
+  if constexpr (DT == DType::F32) {
+    alignas(64) float tmp[kLanes] = {};
+    std::memcpy(tmp, static_cast<const float*>(w) + i, sizeof(float) * n);
+    return vload(tmp);
+  } else {
+    alignas(64) uint16_t tmp[kLanes] = {};
+    std::memcpy(tmp, static_cast<const uint16_t*>(w) + i, sizeof(uint16_t) * n);
+    return wload<DT>(tmp, 0);
+  }
+}
+
+// The first n (< kLanes) of x[0 ..], the other lanes zero.
+inline vf xload_part(const float* x, int n) { return wload_part<DType::F32>(x, 0, n); }
+
+// out[r] = sum of the lanes of acc[r], r < R.
+template <int R>
+inline void hsum_n(const vf* acc, float* out) {
+  int r = 0;
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+  for (; r + 4 <= R; r += 4) _mm_storeu_ps(out + r, hsum4(acc[r], acc[r + 1], acc[r + 2], acc[r + 3]));
+#endif
+  for (; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+}  // namespace sllm::cpu::mm

@@ -1,0 +1,374 @@
+// CUDA kernels other than the GEMM: norms, RoPE, activations, elementwise ops, embedding, dtype conversion for
+// the GEMM input, the KV-cache write and the streaming attention. Straightforward first versions: correctness and
+// clarity first; the fast decode/prefill attention and fused kernels come later.
+//
+// Numerics. Everything is f32. Norms: one block per row, per-thread partial sums then a warp-shuffle / shared
+// memory tree (error ~ (D / blockDim + log2 blockDim) ulp, well inside 1e-5 of the CPU's double accumulation);
+// layernorm is two-pass (mean, then sum of squared deviations) so a large mean does not cancel the variance;
+// 1/sqrt uses IEEE sqrtf and division (no rsqrtf). Activations use erff/tanhf/expf (<= 2 ulp, no fast math).
+// RoPE takes the tables the host computed in double (cpu::rope_tables), so positions in the millions are exact.
+//
+// Attention (one block of kAttnWarps warps per (query token, head)): the admitted keys — sink slots
+// 0..min(S,t+1)-1 scored with q_sink, then stream tokens max(S,t-R)..t in the ring scored with q_abs — are dealt
+// round-robin to the warps. A warp scores one key at a time (lanes split head_dim, shuffle reduction), and keeps an
+// online softmax (running max m, running sum l, accumulator o[head_dim] in shared memory, rescaled by exp(m_old -
+// m_new)). At the end the warps' (m, l, o) are merged with the extra logit (sink_logit variant) in the common max.
+// No score buffer, so any window length works; the result equals the CPU's max-subtracted softmax up to f32
+// rounding of exp and of the summation order.
+#include <cuda_bf16.h>  // __float2bfloat16_rn, __bfloat16_as_ushort
+#include <cuda_fp16.h>  // __float2half_rn, __half_as_ushort, __ushort_as_half, __half2float
+
+#include <algorithm>  // std::min
+
+#include "cuda/cuda_common.cuh"
+
+namespace sllm::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;           // block size of the elementwise and row kernels
+constexpr int64_t kMaxBlocks = 1 << 16; // grid cap for grid-stride loops
+
+// Blocks for a grid-stride loop over n elements.
+unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the total. red: 32 floats of shared memory.
+__device__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // red may still be being read by a previous block_sum
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  return warp_sum(lane < nw ? red[lane] : 0.0f);
+}
+
+// ---- norms ---------------------------------------------------------------------------------------------------
+
+// grid (T), block kThreads. x, y: (T, D) (may alias); w: (D).
+__global__ void rmsnorm_kernel(const float* x, const float* __restrict__ w, float eps, int64_t D, float* y) {
+  __shared__ float red[32];
+  const float* xr = x + int64_t(blockIdx.x) * D;
+  float* yr = y + int64_t(blockIdx.x) * D;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) yr[i] = (xr[i] * inv) * w[i];
+}
+
+// grid (T), block kThreads. x, y: (T, D) (may alias); w: (D); b: (D) or null.
+__global__ void layernorm_kernel(const float* x, const float* __restrict__ w, const float* __restrict__ b,
+                                 float eps, int64_t D, float* y) {
+  __shared__ float red[32];
+  const float* xr = x + int64_t(blockIdx.x) * D;
+  float* yr = y + int64_t(blockIdx.x) * D;
+  float s = 0.0f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
+  const float mean = block_sum(s, red) / float(D);
+  float v = 0.0f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    const float d = xr[i] - mean;
+    v += d * d;
+  }
+  const float inv = 1.0f / sqrtf(block_sum(v, red) / float(D) + eps);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    const float o = (xr[i] - mean) * inv * w[i];
+    yr[i] = b ? o + b[i] : o;
+  }
+}
+
+// ---- RoPE ----------------------------------------------------------------------------------------------------
+
+// One thread per rotated pair, over (T, H, rot_dims/2). x: (T, H, hd) stride ld; cos, sin: (T, rot_dims/2).
+__global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t hd, int64_t ld, int64_t half,
+                            const float* __restrict__ cos, const float* __restrict__ sin, bool interleaved) {
+  const int64_t n = T * H * half;
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = idx % half, th = idx / half, h = th % H, t = th / H;
+    const float c = cos[t * half + i], s = sin[t * half + i];
+    float* v = x + t * ld + h * hd;
+    const int64_t ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
+    const float a = v[ia], b = v[ib];
+    v[ia] = a * c - b * s;
+    v[ib] = b * c + a * s;
+  }
+}
+
+// ---- elementwise ---------------------------------------------------------------------------------------------
+
+#define SLLM_GRID_STRIDE(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// x: (n) in place.
+__global__ void activation_kernel(ActOp op, float* x, int64_t n) {
+  SLLM_GRID_STRIDE(i, n) {
+    const float v = x[i];
+    switch (op) {
+      case ActOp::GeluErf: x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+      case ActOp::GeluTanh: x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))); break;
+      case ActOp::Relu: x[i] = v > 0.0f ? v : 0.0f; break;
+    }
+  }
+}
+
+// gate: (T, F) stride ldg; up: (T, F) stride ldu; out: (T, F) contiguous (may alias gate).
+__global__ void swiglu_kernel(const float* gate, int64_t ldg, const float* __restrict__ up, int64_t ldu, int64_t T,
+                              int64_t F, float* out) {
+  SLLM_GRID_STRIDE(idx, T * F) {
+    const int64_t t = idx / F, i = idx % F;
+    const float g = gate[t * ldg + i];
+    out[idx] = g / (1.0f + expf(-g)) * up[t * ldu + i];
+  }
+}
+
+// y, x: (n).
+__global__ void add_kernel(float* y, const float* x, int64_t n) {
+  SLLM_GRID_STRIDE(i, n) y[i] += x[i];
+}
+
+// x: (n). NaN maps to lo, as std::min(hi, std::max(lo, x)) does on the CPU.
+__global__ void clamp_kernel(float* x, int64_t n, float lo, float hi) {
+  SLLM_GRID_STRIDE(i, n) x[i] = fminf(hi, fmaxf(lo, x[i]));
+}
+
+// Y: (T, N) stride ldy; bias: (N).
+__global__ void add_bias_kernel(float* Y, const float* __restrict__ bias, int64_t T, int64_t N, int64_t ldy) {
+  SLLM_GRID_STRIDE(idx, T * N) Y[(idx / N) * ldy + idx % N] += bias[idx % N];
+}
+
+// X: (T, K) stride ldx -> out: (T, K) contiguous 16-bit (F16 when half, else BF16), round to nearest even.
+__global__ void convert_rows_kernel(const float* __restrict__ X, int64_t T, int64_t K, int64_t ldx, bool half,
+                                    uint16_t* __restrict__ out) {
+  SLLM_GRID_STRIDE(idx, T * K) {
+    const float v = X[(idx / K) * ldx + idx % K];
+    out[idx] = half ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  }
+}
+
+// grid (T), block kThreads. ids: (T); table: (V, D) in t; out: (T, D). Conversions are exact.
+__global__ void embedding_kernel(const int32_t* __restrict__ ids, const void* __restrict__ table, DType t,
+                                 int64_t D, float* __restrict__ out) {
+  const int64_t row = ids[blockIdx.x];
+  float* o = out + int64_t(blockIdx.x) * D;
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    switch (t) {
+      case DType::F16:
+        o[j] = __half2float(__ushort_as_half(static_cast<const uint16_t*>(table)[row * D + j]));
+        break;
+      case DType::BF16:
+        o[j] = __uint_as_float(uint32_t(static_cast<const uint16_t*>(table)[row * D + j]) << 16);
+        break;
+      default: o[j] = static_cast<const float*>(table)[row * D + j]; break;
+    }
+  }
+}
+
+#undef SLLM_GRID_STRIDE
+
+// ---- KV cache and attention ----------------------------------------------------------------------------------
+
+// Cache slot of stream token t (see cpu::AttnGeometry).
+__device__ __forceinline__ int64_t cache_slot(int64_t t, int64_t S, int64_t ring) {
+  return t < S ? t : S + (t - S) % ring;
+}
+
+// One thread per element of (T, n_kv_heads, head_dim). k: (T, Hkv, hd) stride ldk; v likewise with ldv;
+// kcache, vcache: (Hkv, capacity, hd).
+__global__ void kv_store_kernel(const float* __restrict__ k, int64_t ldk, const float* __restrict__ v, int64_t ldv,
+                                int64_t T, int64_t t0, float* __restrict__ kcache, float* __restrict__ vcache,
+                                cpu::AttnGeometry g) {
+  const int64_t hd = g.head_dim, n = T * g.n_kv_heads * hd;
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t d = idx % hd, r = idx / hd, h = r % g.n_kv_heads, i = r / g.n_kv_heads;
+    const int64_t dst = (h * g.capacity + cache_slot(t0 + i, g.sinks, g.ring)) * hd + d;
+    kcache[dst] = k[i * ldk + h * hd + d];
+    vcache[dst] = v[i * ldv + h * hd + d];
+  }
+}
+
+constexpr int kAttnWarps = 4;
+
+// Shared memory of attention_kernel, in floats: q_sink and q_abs rows, one accumulator row per warp, the warps'
+// running max and sum.
+constexpr int64_t attn_smem_floats(int64_t hd) { return (2 + kAttnWarps) * hd + 2 * kAttnWarps; }
+
+// grid (T * n_heads): block b is query token b / H, head b % H; block kAttnWarps * 32 threads.
+//   q_abs, q_sink: (T, H, hd) with stride ld_q between tokens; kcache, vcache: (Hkv, capacity, hd);
+//   alibi, extra_logit: (H) or null; out: (T, H, hd) contiguous.
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    attention_kernel(const float* __restrict__ q_abs, const float* __restrict__ q_sink, int64_t ld_q, int64_t t0,
+                     const float* __restrict__ kcache, const float* __restrict__ vcache, cpu::AttnGeometry g,
+                     float scale, const float* __restrict__ alibi, const float* __restrict__ extra_logit,
+                     float* __restrict__ out) {
+  extern __shared__ float smem[];
+  const int64_t H = g.n_heads, hd = g.head_dim, S = g.sinks, R = g.window;
+  const int64_t i = blockIdx.x / H, h = blockIdx.x % H, t = t0 + i;
+  const int64_t kvh = h / (H / g.n_kv_heads);
+  const float* K = kcache + kvh * g.capacity * hd;
+  const float* V = vcache + kvh * g.capacity * hd;
+  float* qs = smem;                     // (hd) query rotated at the in-cache position (sinks)
+  float* qa = qs + hd;                  // (hd) query rotated at the absolute position (recent tokens)
+  float* acc = qa + hd;                 // (kAttnWarps, hd) per-warp unnormalised outputs
+  float* wmax = acc + kAttnWarps * hd;  // (kAttnWarps) per-warp running max
+  float* wsum = wmax + kAttnWarps;      // (kAttnWarps) per-warp running sum of exp(score - max)
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    qs[d] = q_sink[i * ld_q + h * hd + d];
+    qa[d] = q_abs[i * ld_q + h * hd + d];
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* o = acc + warp * hd;
+  for (int64_t d = lane; d < hd; d += 32) o[d] = 0.0f;
+  __syncthreads();
+
+  // Admitted keys, in the CPU's order: n_sink sinks, then stream tokens a0..t.
+  const float slope = alibi ? alibi[h] : 0.0f;
+  const int64_t qpos = t < S + R ? t : S + R;  // in-cache position of the query
+  const int64_t n_sink = S < t + 1 ? S : t + 1;
+  const int64_t a0 = S > t - R ? S : t - R;
+  const int64_t n_keys = n_sink + (t >= a0 ? t - a0 + 1 : 0);
+  float m = -INFINITY, l = 0.0f;  // identical in every lane of the warp
+  for (int64_t key = warp; key < n_keys; key += kAttnWarps) {
+    int64_t slot, dist;
+    const float* q;
+    if (key < n_sink) {
+      slot = key;
+      dist = qpos - key;
+      q = qs;
+    } else {
+      const int64_t a = a0 + (key - n_sink);
+      slot = S + (a - S) % g.ring;
+      dist = t - a;
+      q = qa;
+    }
+    const float* kr = K + slot * hd;
+    float s = 0.0f;
+    for (int64_t d = lane; d < hd; d += 32) s += q[d] * kr[d];
+    s = warp_sum(s) * scale;
+    if (alibi) s -= slope * float(dist);
+    const float m_new = fmaxf(m, s);
+    const float c = expf(m - m_new);  // rescales what was accumulated under the old max (0 for the first key)
+    const float p = expf(s - m_new);
+    l = l * c + p;
+    const float* vr = V + slot * hd;
+    for (int64_t d = lane; d < hd; d += 32) o[d] = o[d] * c + p * vr[d];
+    m = m_new;
+  }
+  if (lane == 0) {
+    wmax[warp] = m;
+    wsum[warp] = l;
+  }
+  __syncthreads();
+
+  // Merge the warps (a warp that saw no key has m = -inf and contributes 0) and the extra logit.
+  float mx = extra_logit ? extra_logit[h] : -INFINITY;
+  for (int w = 0; w < kAttnWarps; ++w) mx = fmaxf(mx, wmax[w]);
+  float f[kAttnWarps];
+  float denom = extra_logit ? expf(extra_logit[h] - mx) : 0.0f;
+  for (int w = 0; w < kAttnWarps; ++w) {
+    f[w] = expf(wmax[w] - mx);
+    denom += wsum[w] * f[w];
+  }
+  const float inv = 1.0f / denom;
+  float* orow = out + (i * H + h) * hd;
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float v = 0.0f;
+    for (int w = 0; w < kAttnWarps; ++w) v += acc[w * hd + d] * f[w];
+    orow[d] = v * inv;
+  }
+}
+
+}  // namespace
+
+// ---- launchers -----------------------------------------------------------------------------------------------
+
+void rmsnorm(const float* x, const float* w, float eps, int64_t T, int64_t D, float* y, cudaStream_t s) {
+  if (T <= 0) return;
+  rmsnorm_kernel<<<unsigned(T), kThreads, 0, s>>>(x, w, eps, D, y);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void layernorm(const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D, float* y,
+               cudaStream_t s) {
+  if (T <= 0) return;
+  layernorm_kernel<<<unsigned(T), kThreads, 0, s>>>(x, w, b, eps, D, y);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void rope(float* x, int64_t T, int64_t H, int64_t head_dim, int64_t ld, int64_t rot_dims, const float* cos,
+          const float* sin, bool interleaved, cudaStream_t s) {
+  const int64_t n = T * H * (rot_dims / 2);
+  if (n <= 0) return;
+  rope_kernel<<<grid_for(n), kThreads, 0, s>>>(x, T, H, head_dim, ld, rot_dims / 2, cos, sin, interleaved);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void activation(ActOp op, float* x, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  activation_kernel<<<grid_for(n), kThreads, 0, s>>>(op, x, n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void swiglu(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T, int64_t F, float* out,
+            cudaStream_t s) {
+  if (T * F <= 0) return;
+  swiglu_kernel<<<grid_for(T * F), kThreads, 0, s>>>(gate, ldg, up, ldu, T, F, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void add(float* y, const float* x, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n), kThreads, 0, s>>>(y, x, n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void clamp(float* x, int64_t n, float lo, float hi, cudaStream_t s) {
+  if (n <= 0) return;
+  clamp_kernel<<<grid_for(n), kThreads, 0, s>>>(x, n, lo, hi);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out, cudaStream_t s) {
+  if (T <= 0 || D <= 0) return;
+  embedding_kernel<<<unsigned(T), kThreads, 0, s>>>(ids, table, t, D, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void add_bias(float* Y, const float* bias, int64_t T, int64_t N, int64_t ldy, cudaStream_t s) {
+  if (T * N <= 0) return;
+  add_bias_kernel<<<grid_for(T * N), kThreads, 0, s>>>(Y, bias, T, N, ldy);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, void* out, cudaStream_t s) {
+  if (T * K <= 0) return;
+  convert_rows_kernel<<<grid_for(T * K), kThreads, 0, s>>>(X, T, K, ldx, to == DType::F16,
+                                                           static_cast<uint16_t*>(out));
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kcache,
+              float* vcache, const cpu::AttnGeometry& g, cudaStream_t s) {
+  const int64_t n = T * g.n_kv_heads * g.head_dim;
+  if (n <= 0) return;
+  kv_store_kernel<<<grid_for(n), kThreads, 0, s>>>(k, ldk, v, ldv, T, t0, kcache, vcache, g);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void attention(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0, const float* kcache,
+               const float* vcache, const cpu::AttnGeometry& g, float scale, const float* alibi,
+               const float* extra_logit, float* out, cudaStream_t s) {
+  if (T <= 0 || g.n_heads <= 0) return;
+  const size_t smem = size_t(attn_smem_floats(g.head_dim)) * sizeof(float);
+  SLLM_CHECK(smem <= 48 * 1024, "cuda attention: head_dim " + std::to_string(g.head_dim) +
+                                    " needs more than 48 KiB of shared memory per block");
+  attention_kernel<<<unsigned(T * g.n_heads), kAttnWarps * 32, smem, s>>>(q_abs, q_sink, ld_q, t0, kcache, vcache,
+                                                                         g, scale, alibi, extra_logit, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace sllm::cuda

@@ -1,0 +1,172 @@
+// The forward pass. One code path for Llama, GPT-NeoX, Falcon (7B and new architecture) and MPT; the family only
+// changes which norm, which QKV layout, which residual wiring, which MLP and which position scheme is used.
+#include "model/decoder.h"
+
+#include <algorithm>  // std::min
+#include <cmath>      // std::exp, std::log
+
+#include "core/error.h"  // Error
+
+namespace sllm {
+
+Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be), C_(max_chunk) {
+  if (max_chunk < 1) throw Error("decoder: max_chunk must be >= 1");
+  const ModelConfig& c = m.cfg;
+  const size_t C = size_t(max_chunk), D = size_t(c.hidden), F = size_t(c.ffn);
+  x_ = buf(C * D);
+  xn_ = buf(C * D);
+  xn2_ = buf(C * D);
+  qkv_ = c.qkv == QkvLayout::Separate ? nullptr : buf(C * size_t(c.qkv_dim()));
+  q_ = buf(C * size_t(c.q_dim()));
+  qs_ = buf(C * size_t(c.q_dim()));
+  k_ = buf(C * size_t(c.kv_dim()));
+  v_ = buf(C * size_t(c.kv_dim()));
+  att_ = buf(C * size_t(c.q_dim()));
+  proj_ = buf(C * D);
+  mlp_ = buf(C * D);
+  h1_ = buf(C * F);
+  h2_ = c.mlp == MlpKind::SwiGLU ? buf(C * F) : nullptr;
+  logits_ = buf(C * size_t(c.vocab_size));
+  const size_t half = size_t(c.rot_dims / 2);
+  cos_.resize(C * half);
+  sin_.resize(C * half);
+  cos_s_.resize(C * half);
+  sin_s_.resize(C * half);
+  pos_.resize(C);
+}
+
+Decoder::~Decoder() {
+  for (void* p : allocs_) be_.release(p);
+}
+
+float* Decoder::buf(size_t n) {
+  void* p = be_.alloc(n * sizeof(float));
+  allocs_.push_back(p);
+  ws_bytes_ += n * sizeof(float);
+  return static_cast<float*>(p);
+}
+
+void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache) {
+  const ModelConfig& c = m_.cfg;
+  const int64_t D = c.hidden, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  // 1. Projections into contiguous q (T, H, hd), k, v (T, Hkv, hd).
+  if (c.qkv == QkvLayout::Separate) {
+    be_.linear(xn, T, D, D, L.wq.data, L.wq.dtype, qd, L.bq.as<float>(), q_, qd);
+    be_.linear(xn, T, D, D, L.wk.data, L.wk.dtype, kvd, L.bk.as<float>(), k_, kvd);
+    be_.linear(xn, T, D, D, L.wv.data, L.wv.dtype, kvd, L.bv.as<float>(), v_, kvd);
+  } else {
+    const int64_t W = c.qkv_dim();
+    be_.linear(xn, T, D, D, L.wqkv.data, L.wqkv.dtype, W, L.bqkv.as<float>(), qkv_, W);
+    if (c.clip_qkv > 0) be_.clamp(qkv_, T * W, -c.clip_qkv, c.clip_qkv);
+    if (c.qkv == QkvLayout::Blocked) {
+      be_.copy_rows(qkv_, W, q_, qd, T, qd);
+      be_.copy_rows(qkv_ + qd, W, k_, kvd, T, kvd);
+      be_.copy_rows(qkv_ + qd + kvd, W, v_, kvd, T, kvd);
+    } else {  // Grouped: per kv group [q x gq, k, v]
+      const int64_t gq = c.n_heads / c.n_kv_heads, gw = (gq + 2) * hd;
+      for (int64_t g = 0; g < c.n_kv_heads; ++g) {
+        be_.copy_rows(qkv_ + g * gw, W, q_ + g * gq * hd, qd, T, gq * hd);
+        be_.copy_rows(qkv_ + g * gw + gq * hd, W, k_ + g * hd, kvd, T, hd);
+        be_.copy_rows(qkv_ + g * gw + (gq + 1) * hd, W, v_ + g * hd, kvd, T, hd);
+      }
+    }
+  }
+  // 2. Positions: keys at their absolute position; the query twice (see kv_cache.h).
+  const float* q_sink = q_;
+  if (c.pos == PosKind::RoPE && c.rot_dims > 0) {
+    const int64_t S = cache.geometry().sinks, R = cache.geometry().window, t0 = cache.n_past();
+    const bool two = S > 0 && t0 + T - 1 > S + R;
+    if (two) {
+      be_.copy_rows(q_, qd, qs_, qd, T, qd);
+      be_.rope(qs_, T, c.n_heads, hd, qd, c.rot_dims, cos_s_.data(), sin_s_.data(), c.rope_interleaved);
+      q_sink = qs_;
+    }
+    be_.rope(q_, T, c.n_heads, hd, qd, c.rot_dims, cos_.data(), sin_.data(), c.rope_interleaved);
+    be_.rope(k_, T, c.n_kv_heads, hd, kvd, c.rot_dims, cos_.data(), sin_.data(), c.rope_interleaved);
+  }
+  // 3. Cache write, then attention over sinks + window (the new tokens included).
+  be_.kv_store(k_, kvd, v_, kvd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
+  be_.attention(q_, q_sink, qd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
+                m_.alibi.empty() ? nullptr : m_.alibi.data(), nullptr, att_);
+  be_.linear(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), proj_, D);
+}
+
+void Decoder::mlp_block(const LayerWeights& L, const float* xn, int64_t T, float* out) {
+  const ModelConfig& c = m_.cfg;
+  const int64_t D = c.hidden, F = c.ffn;
+  if (c.mlp == MlpKind::SwiGLU) {
+    be_.linear(xn, T, D, D, L.w_gate.data, L.w_gate.dtype, F, nullptr, h1_, F);
+    be_.linear(xn, T, D, D, L.w_up.data, L.w_up.dtype, F, nullptr, h2_, F);
+    be_.swiglu(h1_, F, h2_, F, T, F, h1_);
+  } else {
+    be_.linear(xn, T, D, D, L.w_up.data, L.w_up.dtype, F, L.b_up.as<float>(), h1_, F);
+    be_.activation(c.mlp == MlpKind::GeluErf ? ActOp::GeluErf : c.mlp == MlpKind::GeluTanh ? ActOp::GeluTanh
+                                                                                           : ActOp::Relu,
+                   h1_, T * F);
+  }
+  be_.linear(h1_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), out, D);
+}
+
+const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Logits mode) {
+  const ModelConfig& c = m_.cfg;
+  if (T < 1 || T > C_ || T > cache.max_chunk())
+    throw Error("decoder: chunk of " + std::to_string(T) + " tokens exceeds the maximum of " +
+                std::to_string(std::min(C_, cache.max_chunk())));
+  for (int64_t i = 0; i < T; ++i)
+    if (ids[i] < 0 || ids[i] >= c.vocab_size)
+      throw Error("decoder: token id " + std::to_string(ids[i]) + " outside the vocabulary (size " +
+                  std::to_string(c.vocab_size) + ")");
+  const int64_t D = c.hidden;
+  const int64_t t0 = cache.n_past();
+  const int64_t S = cache.geometry().sinks, R = cache.geometry().window;
+
+  if (c.pos == PosKind::RoPE && c.rot_dims > 0) {
+    for (int64_t i = 0; i < T; ++i) pos_[size_t(i)] = cache.pos0() + t0 + i;
+    cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_.data(), sin_.data());
+    if (S > 0 && t0 + T - 1 > S + R) {
+      for (int64_t i = 0; i < T; ++i) pos_[size_t(i)] = cache.pos0() + std::min(t0 + i, S + R);
+      cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_s_.data(), sin_s_.data());
+    }
+  }
+
+  be_.embedding(ids, T, m_.w.embed.data, m_.w.embed.dtype, D, x_);
+  const NormOp nop = c.norm == NormKind::RMSNorm ? NormOp::RMS : NormOp::Layer;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = m_.w.layers[size_t(l)];
+    be_.norm(nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>(), c.norm_eps, T, D, xn_);
+    attention_block(L, l, xn_, T, cache);
+    if (c.parallel_residual) {
+      const float* mlp_in = xn_;
+      if (!c.shared_norm) {
+        be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn2_);
+        mlp_in = xn2_;
+      }
+      mlp_block(L, mlp_in, T, mlp_);
+      be_.add(x_, proj_, T * D);
+      be_.add(x_, mlp_, T * D);
+    } else {
+      be_.add(x_, proj_, T * D);
+      be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn_);
+      mlp_block(L, xn_, T, mlp_);
+      be_.add(x_, mlp_, T * D);
+    }
+  }
+  cache.advance(T);
+  if (mode == Logits::None) return nullptr;
+  const int64_t first = mode == Logits::All ? 0 : T - 1;
+  const int64_t n = T - first;
+  be_.norm(nop, x_ + first * D, m_.w.final_norm_w.as<float>(), m_.w.final_norm_b.as<float>(), c.norm_eps, n, D,
+           xn_);
+  be_.linear(xn_, n, D, D, m_.w.lm_head.data, m_.w.lm_head.dtype, c.vocab_size, nullptr, logits_, c.vocab_size);
+  return logits_;
+}
+
+double token_nll(const float* logits, int64_t vocab, int32_t target) {
+  float mx = logits[0];
+  for (int64_t i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
+  double s = 0;
+  for (int64_t i = 0; i < vocab; ++i) s += std::exp(double(logits[i]) - mx);
+  return std::log(s) + mx - double(logits[target]);
+}
+
+}  // namespace sllm

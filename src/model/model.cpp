@@ -1,0 +1,115 @@
+#include "model/model.h"
+
+#include <filesystem>  // std::filesystem
+#include <random>      // std::mt19937_64, std::normal_distribution
+
+#include "core/error.h"          // Error
+#include "formats/mapped_file.h" // read_text_file
+#include "formats/safetensors.h" // SafetensorsArchive
+
+namespace sllm {
+
+namespace fs = std::filesystem;
+
+size_t Model::weight_bytes() const {
+  size_t n = 0;
+  ModelWeights& mw = const_cast<ModelWeights&>(w);
+  for_each_weight(cfg, mw, [&](const WeightSlot& s) {
+    if (!s.is_vector && !s.dst->empty() && !(s.dst == &mw.lm_head && mw.lm_head.data == mw.embed.data))
+      n += s.dst->bytes();
+  });
+  return n;
+}
+
+namespace {
+
+// Converts a matrix view to `to` into an owned buffer (or returns it unchanged when it already matches).
+Tensor retype(const Tensor& t, DType to, ModelWeights& w) {
+  if (t.dtype == to) return t;
+  const size_t n = size_t(t.numel());
+  Buffer b(n * dtype_size(to));
+  constexpr size_t kBlock = 1 << 16;
+  std::vector<float> tmp(kBlock);
+  for (size_t i = 0; i < n; i += kBlock) {
+    const size_t m = std::min(kBlock, n - i);
+    to_f32(static_cast<const char*>(t.data) + i * dtype_size(t.dtype), t.dtype, m, tmp.data());
+    from_f32(tmp.data(), m, to, static_cast<char*>(b.data()) + i * dtype_size(to));
+  }
+  Tensor r{b.data(), to, t.shape};
+  w.owned.push_back(std::move(b));
+  return r;
+}
+
+void finish(Model& m) {
+  if (m.cfg.tied_head && m.w.lm_head.empty()) m.w.lm_head = m.w.embed;
+  if (m.cfg.pos == PosKind::ALiBi) {
+    m.alibi.resize(size_t(m.cfg.n_heads));
+    alibi_slopes(m.cfg.n_heads, m.cfg.alibi_bias_max, m.alibi.data());
+  }
+}
+
+}  // namespace
+
+Model load_model(const std::string& path, const LoadOptions& opt) {
+  if (!fs::exists(path)) throw Error(path + ": no such file or directory");
+  if (!fs::is_directory(path))
+    throw Error(path + ": expected a model directory with config.json and safetensors weights");
+  Model m;
+  m.source = path;
+  const std::string cfg_path = (fs::path(path) / "config.json").string();
+  if (!fs::exists(cfg_path)) throw Error(path + ": no config.json in this directory");
+  m.cfg = config_from_hf_json(read_text_file(cfg_path, size_t(16) << 20), cfg_path);
+  auto arch = std::make_shared<SafetensorsArchive>(SafetensorsArchive::open(path));
+  m.w.keep_alive.push_back(arch);
+
+  bool first_matrix = true;
+  for_each_weight(m.cfg, m.w, [&](const WeightSlot& s) {
+    if (s.name.empty() || !arch->has(s.name)) {
+      if (s.required) throw Error(path + ": missing tensor '" + s.name + "'");
+      return;
+    }
+    Tensor t = arch->get(s.name);
+    const std::string where = arch->where(s.name) + ": tensor '" + s.name + "'";
+    if (!(t.shape == s.shape))
+      throw Error(where + ": shape " + t.shape.str() + " does not match the config (expected " + s.shape.str() + ")");
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      throw Error(where + ": dtype " + std::string(dtype_name(t.dtype)) + " is not a float type");
+    if (s.is_vector) {
+      *s.dst = retype(t, DType::F32, m.w);
+      // A view into the mapped file may be unaligned; the copy above is aligned, but f32 views are used as-is.
+    } else {
+      const DType to = opt.dtype ? *opt.dtype : t.dtype;
+      *s.dst = retype(t, to, m.w);
+      if (first_matrix) m.storage = to;
+      first_matrix = false;
+    }
+  });
+  finish(m);
+  return m;
+}
+
+Model random_model(const ModelConfig& cfg, DType storage, uint64_t seed) {
+  cfg.validate("random model");
+  Model m;
+  m.cfg = cfg;
+  m.source = "random";
+  m.storage = storage;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  for_each_weight(m.cfg, m.w, [&](const WeightSlot& s) {
+    if (s.name.empty() || (!s.required && !s.is_vector)) return;  // tied head
+    if (!s.required) return;                                       // no biases
+    const DType dt = s.is_vector ? DType::F32 : storage;
+    const size_t n = size_t(s.shape.numel());
+    Buffer b(n * dtype_size(dt));
+    std::vector<float> tmp(n);
+    for (auto& v : tmp) v = s.is_vector ? 1.0f : nd(rng);
+    from_f32(tmp.data(), n, dt, b.data());
+    *s.dst = Tensor{b.data(), dt, s.shape};
+    m.w.owned.push_back(std::move(b));
+  });
+  finish(m);
+  return m;
+}
+
+}  // namespace sllm

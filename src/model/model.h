@@ -1,0 +1,33 @@
+// streamllm: a loaded model — config + weights — from an HF directory (config.json + safetensors).
+#pragma once
+#include <cstdint>   // uint64_t
+#include <optional>  // std::optional
+#include <string>    // std::string
+#include <vector>    // std::vector
+
+#include "model/config.h"   // ModelConfig
+#include "model/weights.h"  // ModelWeights
+
+namespace sllm {
+
+struct Model {
+  ModelConfig cfg;
+  ModelWeights w;
+  std::vector<float> alibi;  // (n_heads) slopes when cfg.pos == ALiBi
+  std::string source;        // where it was loaded from
+  DType storage = DType::F32;  // dtype of the big matrices
+
+  size_t weight_bytes() const;  // bytes of all matrices as stored (a tied head counted once)
+};
+
+struct LoadOptions {
+  std::optional<DType> dtype;  // convert matrices to this storage dtype (default: keep the file's)
+};
+
+// `path`: an HF model directory (config.json + model.safetensors or a sharded index).
+Model load_model(const std::string& path, const LoadOptions& opt = {});
+
+// A model with seeded random weights (normal(0, 0.02) matrices, unit norms, zero biases), for benchmarks and tests.
+Model random_model(const ModelConfig& cfg, DType storage, uint64_t seed);
+
+}  // namespace sllm

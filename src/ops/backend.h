@@ -1,0 +1,53 @@
+// streamllm: the backend interface. One interface, two backends (CPU here, CUDA in kernels/cuda).
+//
+// The model code (src/model) is written once against the checked front-end in ops.h, which validates shapes and
+// dtypes and then calls these virtuals with raw pointers into the backend's memory. A backend only computes.
+#pragma once
+#include <cstddef>  // size_t
+#include <cstdint>  // int64_t
+#include <memory>   // std::unique_ptr
+
+#include "core/dtype.h"  // DType
+#include "cpu/kernels.h" // AttnGeometry (plain struct shared by all backends)
+
+namespace sllm {
+
+enum class NormOp : uint8_t { RMS, Layer };
+enum class ActOp : uint8_t { GeluErf, GeluTanh, Relu };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Memory: float buffers live where the backend computes.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+
+  // Y(T,N) = X(T,K) W(N,K)^T + bias(N).  X row stride ldx, Y row stride ldy.
+  virtual void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+                      const float* bias, float* Y, int64_t ldy) = 0;
+  virtual void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
+                    float* y) = 0;
+  virtual void rope(float* x, int64_t T, int64_t H, int64_t head_dim, int64_t ld, int64_t rot_dims,
+                    const float* cos, const float* sin, bool interleaved) = 0;
+  virtual void activation(ActOp op, float* x, int64_t n) = 0;
+  virtual void swiglu(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T, int64_t F,
+                      float* out) = 0;
+  virtual void add(float* y, const float* x, int64_t n) = 0;
+  virtual void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) = 0;
+  virtual void attention(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
+                         const float* kcache, const float* vcache, const cpu::AttnGeometry& g, float scale,
+                         const float* alibi, const float* extra_logit, float* out) = 0;
+  virtual void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
+                        float* kcache, float* vcache, const cpu::AttnGeometry& g) = 0;
+  // Copies rows: dst[i*ld_dst .. +n] = src[i*ld_src .. +n] for i < rows.
+  virtual void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
+                         int64_t n) = 0;
+  virtual void clamp(float* x, int64_t n, float lo, float hi) = 0;
+};
+
+// The CPU backend (OpenMP + SIMD kernels in kernels/cpu). A process-wide instance.
+Backend& cpu_backend();
+
+}  // namespace sllm

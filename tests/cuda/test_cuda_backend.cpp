@@ -1,0 +1,409 @@
+// Tests for the CUDA backend (kernels/cuda) against the CPU backend, the reference: every Backend op on fresh
+// random inputs, both backends on the same data, outputs pre-poisoned with NaN (so an element the kernel forgot to
+// write fails, and padding it must not touch has to stay NaN), compared with a tolerance table.
+//
+// Tolerances. linear: |y - ref| <= kLinearTol[wdtype] * (sum_k |x_k w_k| + |bias|), as in tests/test_matmul.cpp.
+// f32 weights: both sides are f32 GEMMs differing only in summation order (~sqrt(K) 2^-24 on random data), so
+// 1e-5 is tight. f16 / bf16 weights: the CUDA path rounds X to the weight dtype before the tensor-core GEMM,
+// which bounds the difference by 2^-11 (f16) / 2^-8 (bf16) times that sum: 1e-3 and 8e-3 leave a 2x margin.
+// Other f32 ops: |y - ref| <= 1e-5 |ref| + 1e-5 rms(ref) (exp/erf/tanh differ by a few ulp between libm and
+// CUDA, reductions by their order). Data movement (embedding in every table dtype, add, clamp, copy_rows,
+// kv_store): exact.
+//
+// Every test skips at run time when no CUDA device is visible (a CUDA build on a machine without a GPU).
+#include <gtest/gtest.h>  // TEST, TEST_F, EXPECT_*, GTEST_SKIP
+
+#include <algorithm>  // std::max
+#include <cmath>      // std::fabs, std::isnan, std::sqrt
+#include <cstdint>    // int64_t, int32_t, uint16_t
+#include <cstring>    // std::memcpy
+#include <limits>     // std::numeric_limits
+#include <memory>     // std::unique_ptr
+#include <random>     // std::mt19937, std::uniform_real_distribution
+#include <string>     // std::string, std::to_string
+#include <vector>     // std::vector
+
+#include "core/dtype.h"         // DType, f32_to_f16, f32_to_bf16, f16_to_f32, bf16_to_f32
+#include "core/error.h"         // sllm::Error
+#include "cpu/kernels.h"        // cpu::rope_tables, cpu::AttnGeometry
+#include "cuda/cuda_backend.h"  // cuda_device_count, make_cuda_backend, cuda_upload, cuda_download
+#include "ops/backend.h"        // Backend, cpu_backend, NormOp, ActOp
+
+namespace sllm {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Linear tolerance, relative to sum_k |x_k w_k| + |bias| (see the top of the file).
+double linear_tol(DType wt) {
+  switch (wt) {
+    case DType::F32: return 1e-5;
+    case DType::F16: return 1e-3;
+    case DType::BF16: return 8e-3;
+    default: return 0.0;
+  }
+}
+
+// Tolerance of the f32-compute ops: rel * |ref| + abs * rms(ref).
+struct Tol {
+  double rel, abs;
+};
+constexpr Tol kF32Tol{1e-5, 1e-5};
+constexpr Tol kExact{0.0, 0.0};
+
+// A device buffer from the backend under test, released on scope exit.
+class Dev {
+ public:
+  Dev(Backend& be, size_t bytes) : be_(&be), p_(be.alloc(bytes)), bytes_(bytes) {}
+  Dev(Dev&& o) noexcept : be_(o.be_), p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  Dev& operator=(Dev&&) = delete;
+  ~Dev() {
+    if (p_) be_->release(p_);  // never throws
+  }
+  template <class T>
+  T* as() const { return static_cast<T*>(p_); }
+  void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* be_;
+  void* p_;
+  size_t bytes_;
+};
+
+template <class T>
+Dev upload(Backend& be, const std::vector<T>& h) {
+  Dev d(be, h.size() * sizeof(T));
+  cuda_upload(d.get(), h.data(), h.size() * sizeof(T));
+  return d;
+}
+
+template <class T>
+std::vector<T> download(const Dev& d) {
+  std::vector<T> h(d.bytes() / sizeof(T));
+  cuda_download(h.data(), d.get(), h.size() * sizeof(T));
+  return h;
+}
+
+double rms(const std::vector<float>& v) {
+  double s = 0;
+  size_t n = 0;
+  for (float x : v)
+    if (!std::isnan(x)) {
+      s += double(x) * x;
+      ++n;
+    }
+  return n ? std::sqrt(s / double(n)) : 0.0;
+}
+
+// Expects got[i] within bound[i] of ref[i]; where ref is NaN (untouched padding) got must be NaN too.
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<double>& bound,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  int64_t bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const bool ok = std::isnan(ref[i]) ? std::isnan(got[i]) : std::fabs(double(got[i]) - ref[i]) <= bound[i];
+    if (!ok && ++bad <= 5)
+      ADD_FAILURE() << what << ": element " << i << " got " << got[i] << ", CPU " << ref[i] << ", bound "
+                    << bound[i];
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << ref.size() << " elements differ";
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, Tol tol, const std::string& what) {
+  const double scale = tol.abs * rms(ref);
+  std::vector<double> bound(ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) bound[i] = tol.rel * std::fabs(double(ref[i])) + scale;
+  expect_close(got, ref, bound, what);
+}
+
+// Weights stored in dtype t: the bytes and the exactly decoded f32 values.
+struct Encoded {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+};
+
+Encoded encode(const std::vector<float>& w, DType t) {
+  Encoded e;
+  e.bytes.resize(w.size() * dtype_size(t));
+  e.values.resize(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (t == DType::F32) {
+      std::memcpy(e.bytes.data() + 4 * i, &w[i], 4);
+      e.values[i] = w[i];
+    } else {
+      const uint16_t h = t == DType::F16 ? f32_to_f16(w[i]) : f32_to_bf16(w[i]);
+      std::memcpy(e.bytes.data() + 2 * i, &h, 2);
+      e.values[i] = t == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+  }
+  return e;
+}
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
+    gpu_ = make_cuda_backend(0);
+  }
+
+  Backend& cpu() { return cpu_backend(); }
+  Backend& gpu() { return *gpu_; }
+
+  std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng_);
+    return v;
+  }
+
+  std::unique_ptr<Backend> gpu_;
+  std::mt19937 rng_{20261127};
+};
+
+// ---- linear ----------------------------------------------------------------------------------------------------
+
+TEST_F(CudaBackendTest, Linear) {
+  const int64_t K = 200, N = 70, ldx = K + 3, ldy = N + 5;
+  for (DType wt : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t T : {1, 5, 33}) {
+      for (bool with_bias : {false, true}) {
+        const std::string what = std::string("linear ") + dtype_name(wt) + " T=" + std::to_string(T) +
+                                 (with_bias ? " bias" : "");
+        const std::vector<float> X = uniform(size_t(T * ldx));
+        const Encoded W = encode(uniform(size_t(N * K)), wt);
+        const std::vector<float> b = uniform(size_t(N));
+        std::vector<float> ref(size_t(T * ldy), kNaN);
+        cpu().linear(X.data(), T, K, ldx, W.bytes.data(), wt, N, with_bias ? b.data() : nullptr, ref.data(), ldy);
+
+        Dev dX = upload(gpu(), X), dW = upload(gpu(), W.bytes), db = upload(gpu(), b);
+        Dev dY = upload(gpu(), std::vector<float>(size_t(T * ldy), kNaN));
+        gpu().linear(dX.as<float>(), T, K, ldx, dW.get(), wt, N, with_bias ? db.as<float>() : nullptr,
+                     dY.as<float>(), ldy);
+        const std::vector<float> got = download<float>(dY);
+
+        std::vector<double> bound(ref.size(), 0.0);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t n = 0; n < N; ++n) {
+            double s = with_bias ? std::fabs(double(b[size_t(n)])) : 0.0;
+            for (int64_t k = 0; k < K; ++k)
+              s += std::fabs(double(X[size_t(t * ldx + k)]) * W.values[size_t(n * K + k)]);
+            bound[size_t(t * ldy + n)] = linear_tol(wt) * s;
+          }
+        expect_close(got, ref, bound, what);
+      }
+    }
+  }
+}
+
+// ---- norms, rope, activations ----------------------------------------------------------------------------------
+
+TEST_F(CudaBackendTest, Norm) {
+  const int64_t T = 4;
+  for (int64_t D : {576, 1000}) {
+    for (NormOp op : {NormOp::RMS, NormOp::Layer}) {
+      for (bool with_bias : {false, true}) {
+        if (op == NormOp::RMS && with_bias) continue;
+        const std::string what = std::string(op == NormOp::RMS ? "rmsnorm" : "layernorm") +
+                                 " D=" + std::to_string(D) + (with_bias ? " bias" : "");
+        std::vector<float> x = uniform(size_t(T * D));
+        for (float& v : x) v += 0.3f;  // a mean away from 0 exercises the layernorm's centring
+        const std::vector<float> w = uniform(size_t(D), 0.5f, 1.5f), b = uniform(size_t(D));
+        const float* bp = with_bias ? b.data() : nullptr;
+        std::vector<float> ref(x.size(), kNaN);
+        cpu().norm(op, x.data(), w.data(), bp, 1e-5f, T, D, ref.data());
+
+        Dev dx = upload(gpu(), x), dw = upload(gpu(), w), dbias = upload(gpu(), b);
+        Dev dy = upload(gpu(), std::vector<float>(x.size(), kNaN));
+        gpu().norm(op, dx.as<float>(), dw.as<float>(), with_bias ? dbias.as<float>() : nullptr, 1e-5f, T, D,
+                   dy.as<float>());
+        expect_close(download<float>(dy), ref, kF32Tol, what);
+      }
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, Rope) {
+  const int64_t T = 3, H = 4, hd = 64, ld = H * hd + 16;
+  for (int64_t rot : {hd, hd / 2}) {
+    for (bool inter : {false, true}) {
+      const std::string what = "rope rot=" + std::to_string(rot) + (inter ? " interleaved" : " neox");
+      std::vector<int64_t> pos(static_cast<size_t>(T));
+      for (int64_t i = 0; i < T; ++i) pos[size_t(i)] = 4000000 + 7 * i;  // large positions: tables in double
+      std::vector<float> cos(size_t(T * rot / 2)), sin(cos.size());
+      cpu::rope_tables(pos.data(), T, rot, 10000.0, cos.data(), sin.data());
+      const std::vector<float> x = uniform(size_t(T * ld));
+      std::vector<float> ref = x;
+      cpu().rope(ref.data(), T, H, hd, ld, rot, cos.data(), sin.data(), inter);
+
+      Dev dx = upload(gpu(), x), dc = upload(gpu(), cos), ds = upload(gpu(), sin);
+      gpu().rope(dx.as<float>(), T, H, hd, ld, rot, dc.as<float>(), ds.as<float>(), inter);
+      expect_close(download<float>(dx), ref, kF32Tol, what);
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, Activation) {
+  const int64_t n = 10007;
+  for (ActOp op : {ActOp::GeluErf, ActOp::GeluTanh, ActOp::Relu}) {
+    const std::vector<float> x = uniform(size_t(n), -6.0f, 6.0f);
+    std::vector<float> ref = x;
+    cpu().activation(op, ref.data(), n);
+    Dev dx = upload(gpu(), x);
+    gpu().activation(op, dx.as<float>(), n);
+    expect_close(download<float>(dx), ref, kF32Tol, "activation " + std::to_string(int(op)));
+  }
+}
+
+TEST_F(CudaBackendTest, Swiglu) {
+  const int64_t T = 3, F = 300, ldg = F + 7, ldu = F + 9;
+  const std::vector<float> g = uniform(size_t(T * ldg), -6.0f, 6.0f), u = uniform(size_t(T * ldu));
+  std::vector<float> ref(size_t(T * F), kNaN);
+  cpu().swiglu(g.data(), ldg, u.data(), ldu, T, F, ref.data());
+  Dev dg = upload(gpu(), g), du = upload(gpu(), u), dout = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+  gpu().swiglu(dg.as<float>(), ldg, du.as<float>(), ldu, T, F, dout.as<float>());
+  expect_close(download<float>(dout), ref, kF32Tol, "swiglu strided");
+
+  // In place, as the decoder calls it (out == gate, contiguous).
+  std::vector<float> g2 = uniform(size_t(T * F), -6.0f, 6.0f), ref2 = g2;
+  cpu().swiglu(ref2.data(), F, u.data(), ldu, T, F, ref2.data());
+  Dev dg2 = upload(gpu(), g2);
+  gpu().swiglu(dg2.as<float>(), F, du.as<float>(), ldu, T, F, dg2.as<float>());
+  expect_close(download<float>(dg2), ref2, kF32Tol, "swiglu in place");
+}
+
+// ---- data movement and elementwise: exact ----------------------------------------------------------------------
+
+TEST_F(CudaBackendTest, AddClampCopyRows) {
+  const int64_t n = 5000;
+  const std::vector<float> y = uniform(size_t(n), -3.0f, 3.0f), x = uniform(size_t(n), -3.0f, 3.0f);
+  std::vector<float> ref = y;
+  cpu().add(ref.data(), x.data(), n);
+  Dev dy = upload(gpu(), y), dx = upload(gpu(), x);
+  gpu().add(dy.as<float>(), dx.as<float>(), n);
+  expect_close(download<float>(dy), ref, kExact, "add");
+
+  std::vector<float> c = uniform(size_t(n), -3.0f, 3.0f);
+  c[17] = kNaN;  // both backends map NaN to lo
+  std::vector<float> cref = c;
+  cpu().clamp(cref.data(), n, -1.5f, 2.0f);
+  Dev dc = upload(gpu(), c);
+  gpu().clamp(dc.as<float>(), n, -1.5f, 2.0f);
+  expect_close(download<float>(dc), cref, kExact, "clamp");
+
+  const int64_t rows = 5, cols = 30, ld_src = 50, ld_dst = 40;
+  const std::vector<float> src = uniform(size_t(rows * ld_src));
+  std::vector<float> dref(size_t(rows * ld_dst), kNaN);
+  cpu().copy_rows(src.data() + 3, ld_src, dref.data() + 2, ld_dst, rows, cols);
+  Dev dsrc = upload(gpu(), src), ddst = upload(gpu(), std::vector<float>(dref.size(), kNaN));
+  gpu().copy_rows(dsrc.as<float>() + 3, ld_src, ddst.as<float>() + 2, ld_dst, rows, cols);
+  expect_close(download<float>(ddst), dref, kExact, "copy_rows");
+}
+
+TEST_F(CudaBackendTest, Embedding) {
+  const int64_t V = 50, D = 70, T = 9;
+  const std::vector<int32_t> ids = {0, 49, 3, 3, 17, 25, 1, 48, 0};
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    const Encoded table = encode(uniform(size_t(V * D)), t);
+    std::vector<float> ref(size_t(T * D), kNaN);
+    cpu().embedding(ids.data(), T, table.bytes.data(), t, D, ref.data());
+    Dev dids = upload(gpu(), ids), dtab = upload(gpu(), table.bytes);
+    Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+    gpu().embedding(dids.as<int32_t>(), T, dtab.get(), t, D, dout.as<float>());
+    expect_close(download<float>(dout), ref, kExact, std::string("embedding ") + dtype_name(t));
+  }
+}
+
+// ---- KV cache and streaming attention --------------------------------------------------------------------------
+
+cpu::AttnGeometry geometry(int64_t H, int64_t Hkv, int64_t hd, int64_t S, int64_t R, int64_t chunk) {
+  cpu::AttnGeometry g;
+  g.n_heads = H;
+  g.n_kv_heads = Hkv;
+  g.head_dim = hd;
+  g.sinks = S;
+  g.window = R;
+  g.ring = R + chunk;
+  g.capacity = S + g.ring;
+  return g;
+}
+
+TEST_F(CudaBackendTest, KvStore) {
+  const int64_t T = 5;
+  const cpu::AttnGeometry g = geometry(4, 2, 48, 4, 8, T);
+  const int64_t ld = g.n_kv_heads * g.head_dim + 4;
+  const size_t cache_n = size_t(g.n_kv_heads * g.capacity * g.head_dim);
+  // Chunks: all sinks, crossing into the ring, inside the ring, wrapping around its end.
+  for (int64_t t0 : {0, 2, 11, 47}) {
+    const std::vector<float> k = uniform(size_t(T * ld)), v = uniform(size_t(T * ld));
+    const std::vector<float> kc = uniform(cache_n), vc = uniform(cache_n);
+    std::vector<float> kref = kc, vref = vc;
+    cpu().kv_store(k.data(), ld, v.data(), ld, T, t0, kref.data(), vref.data(), g);
+    Dev dk = upload(gpu(), k), dv = upload(gpu(), v), dkc = upload(gpu(), kc), dvc = upload(gpu(), vc);
+    gpu().kv_store(dk.as<float>(), ld, dv.as<float>(), ld, T, t0, dkc.as<float>(), dvc.as<float>(), g);
+    expect_close(download<float>(dkc), kref, kExact, "kv_store K t0=" + std::to_string(t0));
+    expect_close(download<float>(dvc), vref, kExact, "kv_store V t0=" + std::to_string(t0));
+  }
+}
+
+struct AttnCase {
+  const char* name;
+  int64_t H, Hkv, hd, S, R, T, t0;
+  bool alibi;
+  int extra;        // 0: none, 1: random per head, 2: all zero (softmax-off-by-one)
+  bool two_q;       // q_sink distinct from q_abs
+};
+
+TEST_F(CudaBackendTest, Attention) {
+  const AttnCase cases[] = {
+      {"sinks+wrapped ring, GQA, ALiBi, extra logit, chunk", 8, 2, 64, 4, 16, 5, 100, true, 1, true},
+      {"warm-up: only sinks admitted, head_dim 80", 4, 4, 80, 4, 16, 3, 0, false, 1, false},
+      {"chunk crossing sinks into ring, MQA, ALiBi", 6, 1, 128, 4, 16, 7, 2, true, 0, true},
+      {"window only (S=0), decode, wrapped", 4, 2, 64, 0, 32, 1, 1000, false, 0, false},
+      {"dense prefill (S=0, R > stream)", 2, 1, 32, 0, 300, 40, 0, true, 0, false},
+      {"decode, sinks + wrapped ring, softmax-off-by-one", 9, 3, 64, 4, 64, 1, 5000, true, 2, false},
+  };
+  for (const AttnCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const cpu::AttnGeometry g = geometry(c.H, c.Hkv, c.hd, c.S, c.R, c.T);
+    const int64_t ld_q = c.H * c.hd + 8;
+    const size_t cache_n = size_t(g.n_kv_heads * g.capacity * g.head_dim);
+    // Every slot holds random data, so reading a wrong slot shows; q is scaled up so the softmax is not flat.
+    const std::vector<float> kc = uniform(cache_n), vc = uniform(cache_n);
+    const std::vector<float> qa = uniform(size_t(c.T * ld_q), -3.0f, 3.0f);
+    const std::vector<float> qs = c.two_q ? uniform(qa.size(), -3.0f, 3.0f) : qa;
+    const std::vector<float> slopes = uniform(size_t(c.H), 0.01f, 0.3f);
+    const std::vector<float> extra = c.extra == 1 ? uniform(size_t(c.H)) : std::vector<float>(size_t(c.H), 0.0f);
+    const float scale = 1.0f / std::sqrt(float(c.hd));
+    const float* ref_alibi = c.alibi ? slopes.data() : nullptr;
+    const float* ref_extra = c.extra ? extra.data() : nullptr;
+    std::vector<float> ref(size_t(c.T * c.H * c.hd), kNaN);
+    cpu().attention(qa.data(), qs.data(), ld_q, c.T, c.t0, kc.data(), vc.data(), g, scale, ref_alibi, ref_extra,
+                    ref.data());
+
+    Dev dkc = upload(gpu(), kc), dvc = upload(gpu(), vc), dqa = upload(gpu(), qa), dqs = upload(gpu(), qs);
+    Dev dsl = upload(gpu(), slopes), dex = upload(gpu(), extra);
+    Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+    gpu().attention(dqa.as<float>(), c.two_q ? dqs.as<float>() : dqa.as<float>(), ld_q, c.T, c.t0,
+                    dkc.as<float>(), dvc.as<float>(), g, scale, c.alibi ? dsl.as<float>() : nullptr,
+                    c.extra ? dex.as<float>() : nullptr, dout.as<float>());
+    expect_close(download<float>(dout), ref, kF32Tol, c.name);
+  }
+}
+
+// ---- errors ----------------------------------------------------------------------------------------------------
+
+TEST_F(CudaBackendTest, BadDeviceThrows) {
+  EXPECT_THROW(make_cuda_backend(cuda_device_count()), Error);
+  EXPECT_THROW(make_cuda_backend(-1), Error);
+}
+
+TEST_F(CudaBackendTest, UnsupportedWeightDtypeThrows) {
+  Dev d(gpu(), 64);
+  EXPECT_THROW(gpu().linear(d.as<float>(), 1, 4, 4, d.get(), DType::I32, 4, nullptr, d.as<float>(), 4), Error);
+}
+
+}  // namespace
+}  // namespace sllm

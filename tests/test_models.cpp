@@ -1,0 +1,171 @@
+// Golden tests: our decoder against HF transformers (dense logits) and against an independent float64 re-rotating
+// implementation of the StreamingLLM cache (per-token NLLs), for every family fixture in tests/fixtures/models.
+// Fixtures come from scripts/make_fixtures.py (see tests/fixtures/models/README.md).
+#include <gtest/gtest.h>
+
+#include <algorithm>  // std::max
+#include <cmath>      // std::fabs
+#include <string>     // std::string
+#include <vector>     // std::vector
+
+#include "core/error.h"           // Error
+#include "formats/safetensors.h"  // SafetensorsArchive
+#include "model/decoder.h"        // Decoder
+#include "model/model.h"          // load_model
+#include "runtime/kv_cache.h"     // KVCache
+#include "runtime/stream.h"       // stream_nll
+
+namespace sllm {
+namespace {
+
+const std::string kDir = std::string(SLLM_SOURCE_DIR) + "/tests/fixtures/models/";
+
+std::vector<int32_t> ids_of(const SafetensorsArchive& g, const std::string& name) {
+  Tensor t = g.get(name);
+  EXPECT_EQ(t.dtype, DType::I32);
+  const int32_t* p = t.as<int32_t>();
+  return std::vector<int32_t>(p, p + t.numel());
+}
+
+std::vector<float> floats_of(const SafetensorsArchive& g, const std::string& name) {
+  Tensor t = g.get(name);
+  std::vector<float> v(size_t(t.numel()));
+  to_f32(t.data, t.dtype, v.size(), v.data());
+  return v;
+}
+
+class Family : public ::testing::TestWithParam<std::string> {};
+
+// Dense forward of the whole prompt in one chunk equals HF's logits.
+TEST_P(Family, DenseLogitsMatchTransformers) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "input_ids");
+  const auto ref = floats_of(g, "logits");
+  const int64_t T = int64_t(ids.size()), V = m.cfg.vocab_size;
+  ASSERT_EQ(int64_t(ref.size()), T * V);
+  Decoder dec(m, cpu_backend(), T);
+  KVCache cache(cpu_backend(), m.cfg, 0, T, T);
+  const float* lg = dec.forward(ids.data(), T, cache, Logits::All);
+  double max_err = 0, max_ref = 0;
+  for (int64_t i = 0; i < T * V; ++i) {
+    max_err = std::max(max_err, double(std::fabs(lg[i] - ref[size_t(i)])));
+    max_ref = std::max(max_ref, double(std::fabs(ref[size_t(i)])));
+  }
+  EXPECT_LT(max_err, 2e-4 * std::max(1.0, max_ref)) << "max |ref| " << max_ref;
+}
+
+// Per-token streaming NLLs equal the independent re-rotating reference for several (S, R), both when fed one
+// token per forward and in chunks (the sink + band mask), and dense equals the reference's dense.
+TEST_P(Family, StreamingMatchesReference) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "stream_ids");
+  struct Case { int64_t S, R; std::string name; };
+  const std::vector<Case> cases = {{2, 5, "nll_S2_R5"}, {4, 8, "nll_S4_R8"}, {1, 12, "nll_S1_R12"},
+                                   {0, 8, "nll_S0_R8"}};
+  for (const auto& c : cases) {
+    const auto ref = floats_of(g, c.name);
+    for (int64_t chunk : {1, 7, 64}) {
+      PplOptions o;
+      o.mode = c.S == 0 ? CacheMode::Window : CacheMode::Streaming;
+      o.sinks = c.S;
+      o.window = c.R;
+      o.chunk = chunk;
+      PplResult r = stream_nll(m, cpu_backend(), ids, o);
+      ASSERT_EQ(r.nll.size(), ref.size());
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(r.nll[i], ref[i], 2e-4) << c.name << " chunk " << chunk << " token " << i + 1;
+    }
+  }
+  const auto dense = floats_of(g, "nll_dense");
+  PplOptions o;
+  o.mode = CacheMode::Dense;
+  o.chunk = 16;
+  PplResult r = stream_nll(m, cpu_backend(), ids, o);
+  for (size_t i = 0; i < dense.size(); ++i) ASSERT_NEAR(r.nll[i], dense[i], 2e-4) << "dense token " << i + 1;
+}
+
+// A streaming cache whose window covers the whole stream is exactly dense.
+TEST_P(Family, LargeWindowEqualsDense) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "stream_ids");
+  PplOptions d;
+  d.mode = CacheMode::Dense;
+  PplOptions s;
+  s.mode = CacheMode::Streaming;
+  s.sinks = 4;
+  s.window = int64_t(ids.size()) + 10;
+  s.chunk = 5;
+  const auto a = stream_nll(m, cpu_backend(), ids, d).nll;
+  const auto b = stream_nll(m, cpu_backend(), ids, s).nll;
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5) << i;
+}
+
+// Starting the stream at absolute position 4,000,000 changes nothing: every score depends on position
+// differences only, and angles are formed in double precision.
+TEST_P(Family, PositionsNeverDrift) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "stream_ids");
+  PplOptions o;
+  o.sinks = 2;
+  o.window = 6;
+  o.chunk = 3;
+  const auto a = stream_nll(m, cpu_backend(), ids, o).nll;
+  o.pos0 = 4'000'000;
+  const auto b = stream_nll(m, cpu_backend(), ids, o).nll;
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 5e-4) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, Family,
+                         ::testing::Values("llama", "llama_untied_bf16", "llama_sharded", "gpt_neox", "gpt_neox_seq",
+                                           "falcon_mqa", "falcon_new", "mpt", "mpt_clip"));
+
+// Storing weights in another dtype at load keeps the logits within that dtype's rounding.
+TEST(Models, DtypeConversionAtLoad) {
+  Model f32 = load_model(kDir + "llama");
+  for (DType dt : {DType::F16, DType::BF16}) {
+    LoadOptions lo;
+    lo.dtype = dt;
+    Model m = load_model(kDir + "llama", lo);
+    EXPECT_EQ(m.storage, dt);
+    auto g = SafetensorsArchive::open(kDir + "llama/golden.safetensors");
+    const auto ids = ids_of(g, "input_ids");
+    const auto ref = floats_of(g, "logits");
+    const int64_t T = int64_t(ids.size());
+    Decoder dec(m, cpu_backend(), T);
+    KVCache cache(cpu_backend(), m.cfg, 0, T, T);
+    const float* lg = dec.forward(ids.data(), T, cache, Logits::All);
+    double err = 0, mag = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      err = std::max(err, double(std::fabs(lg[i] - ref[i])));
+      mag = std::max(mag, double(std::fabs(ref[i])));
+    }
+    // Relative to the logit scale: f16 keeps 11 significant bits, bf16 8 (errors compound over the layers).
+    EXPECT_LT(err / mag, dt == DType::F16 ? 2e-3 : 2e-2) << dtype_name(dt) << " max |logit| " << mag;
+    EXPECT_GT(err, 0.0) << "conversion had no effect";
+  }
+}
+
+TEST(Models, RefusesBadInputs) {
+  EXPECT_THROW(load_model(kDir + "does_not_exist"), Error);
+  EXPECT_THROW(config_from_hf_json("{\"model_type\": \"bert\"}", "config.json"), Error);
+  EXPECT_THROW(config_from_hf_json("{\"model_type\": \"llama\"}", "config.json"), Error);
+  EXPECT_THROW(config_from_hf_json("not json", "config.json"), Error);
+  try {
+    config_from_hf_json(R"({"model_type":"llama","vocab_size":10,"hidden_size":64,"num_hidden_layers":1,
+      "num_attention_heads":4,"num_key_value_heads":3,"intermediate_size":8})", "cfg.json");
+    FAIL() << "accepted 3 kv heads for 4 heads";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("key/value heads"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace sllm
