@@ -8,6 +8,7 @@
 #include <random>             // std::mt19937
 #include <sstream>            // std::stringstream
 #include <string>             // std::string
+#include <thread>             // std::thread
 #include <vector>             // std::vector
 
 #include "core/error.h"           // Error
@@ -191,6 +192,41 @@ TEST(TokenizerStream, HoldsBytesOfSplitCharacters) {
     EXPECT_EQ(all, tok.decode(ids));
     EXPECT_EQ(pieces[0], "");  // the first token holds only part of 日
   }
+}
+
+// Hundreds of <0xXX> tokens in a row (CJK outside a SentencePiece vocab) must not be held until the run ends.
+TEST(TokenizerStream, LongByteFallbackRunsStreamBeforeTheyEnd) {
+  const Tokenizer tok = load("llama2");
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += "語日";
+  const auto ids = tok.encode(text);
+  ASSERT_GT(ids.size(), 500u);
+  StreamDecoder d(tok);
+  std::string all;
+  size_t early = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string p = d.push(ids[i]);
+    EXPECT_TRUE(valid_utf8(p));
+    if (i + 1 < ids.size()) early += p.size();
+    all += p;
+  }
+  all += d.flush();
+  EXPECT_EQ(all, tok.decode(ids));
+  EXPECT_GT(early, text.size() / 2);
+}
+
+TEST(TokenizerBasics, EncodeIsThreadSafe) {
+  const Tokenizer tok = load("llama3");
+  const std::string text = read_file(kDir + "llama3/golden.json").substr(0, 20000);
+  const auto want = tok.encode(text);
+  std::vector<std::vector<int32_t>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep) got[t] = Tokenizer(tok).encode(text);
+    });
+  for (auto& th : threads) th.join();
+  for (const auto& g : got) EXPECT_EQ(g, want);
 }
 
 TEST(TokenizerBasics, SpecialTokensAndIds) {

@@ -49,7 +49,7 @@ bool parse_byte_token(const std::string& t, uint8_t* byte) {
   return true;
 }
 
-void byte_level(std::vector<std::string>& toks, bool* unstable) {
+void byte_level(std::vector<std::string>& toks, DecodeTail* tail) {
   const auto& cb = char_bytes();
   std::string bytes;
   for (const std::string& t : toks) {
@@ -67,13 +67,13 @@ void byte_level(std::vector<std::string>& toks, bool* unstable) {
       bytes += t;
     }
   }
-  if (unstable && utf8_incomplete_tail(bytes)) *unstable = true;
+  if (tail && utf8_incomplete_tail(bytes)) tail->unstable = tail->incomplete = true;
   std::string text;
   append_utf8_lossy(text, bytes);
   toks.assign(1, std::move(text));
 }
 
-void byte_fallback(std::vector<std::string>& toks, bool* unstable) {
+void byte_fallback(std::vector<std::string>& toks, DecodeTail* tail) {
   std::vector<std::string> out;
   std::string group;
   auto flush = [&] {
@@ -95,7 +95,10 @@ void byte_fallback(std::vector<std::string>& toks, bool* unstable) {
     }
   }
   // A trailing group can still grow (and an invalid group prints differently from its valid prefix).
-  if (unstable && !group.empty()) *unstable = true;
+  if (tail && !group.empty()) {
+    tail->unstable = true;
+    tail->incomplete |= utf8_incomplete_tail(group);
+  }
   flush();
   toks = std::move(out);
 }
@@ -119,7 +122,7 @@ void metaspace(std::vector<std::string>& toks, const DecoderOp& op) {
   }
 }
 
-void strip(std::vector<std::string>& toks, const DecoderOp& op, bool* unstable) {
+void strip(std::vector<std::string>& toks, const DecoderOp& op, DecodeTail* tail) {
   for (std::string& t : toks) {
     std::vector<size_t> starts;  // byte offset of each character, plus the end
     std::vector<uint32_t> cps;
@@ -136,7 +139,7 @@ void strip(std::vector<std::string>& toks, const DecoderOp& op, bool* unstable) 
     for (size_t i = 0; i < std::min(op.start, nc) && cps[i] == op.ch; ++i) start_cut = i + 1;
     size_t stop_cut = nc;
     for (size_t i = 0; i < std::min(op.stop, nc) && cps[nc - i - 1] == op.ch; ++i) stop_cut = nc - i - 1;
-    if (unstable && op.stop > 0 && nc > 0 && cps[nc - 1] == op.ch) *unstable = true;
+    if (tail && op.stop > 0 && nc > 0 && cps[nc - 1] == op.ch) tail->unstable = true;
     t = start_cut < stop_cut ? t.substr(starts[start_cut], starts[stop_cut] - starts[start_cut]) : std::string();
   }
 }
@@ -151,8 +154,8 @@ const std::string* Impl::id_to_token(int32_t id) const {
   return model->id_to_token(id);
 }
 
-std::string Impl::decode(const int32_t* ids, size_t n, bool skip_special, bool* unstable) const {
-  if (unstable) *unstable = false;
+std::string Impl::decode(const int32_t* ids, size_t n, bool skip_special, DecodeTail* tail) const {
+  if (tail) *tail = DecodeTail{};
   std::vector<std::string> toks;
   toks.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -169,16 +172,16 @@ std::string Impl::decode(const int32_t* ids, size_t n, bool skip_special, bool* 
   for (const DecoderOp& op : decoder) {
     switch (op.kind) {
       case DecoderOp::kByteLevel:
-        byte_level(toks, unstable);
+        byte_level(toks, tail);
         break;
       case DecoderOp::kByteFallback:
-        byte_fallback(toks, unstable);
+        byte_fallback(toks, tail);
         break;
       case DecoderOp::kMetaspace:
         metaspace(toks, op);
         break;
       case DecoderOp::kStrip:
-        strip(toks, op, unstable);
+        strip(toks, op, tail);
         break;
       case DecoderOp::kReplace:
         for (std::string& t : toks) t = replace_all(t, op.pattern, op.content);

@@ -294,6 +294,9 @@ class Loader {
   BpeConfig model(const json& o, const std::string& path) const {
     object(o, path);
     const json* t = find(o, "type");
+    // HF guesses the type of an untyped (old) model from its fields; BPE is the one with merges.
+    if (!t && !find(o, "merges"))
+      fail(path + ".type", "missing (only BPE models, with vocab and merges, are supported)");
     const std::string type_str = t ? str(*t, path + ".type") : std::string("BPE");
     if (type_str != "BPE") fail(path + ".type", "unsupported model type \"" + type_str + "\" (only BPE is supported)");
     BpeConfig c;

@@ -82,6 +82,12 @@ struct AddedMatcher {
   bool empty = true;
 };
 
+// What decode() knows about the end of its text, for the StreamDecoder.
+struct DecodeTail {
+  bool unstable = false;    // more ids could change the end (a trailing <0xXX> group, a partial character, ...)
+  bool incomplete = false;  // the text ends in a partial UTF-8 character (implies unstable)
+};
+
 struct Impl {
   std::string name;  // for error messages
 
@@ -106,9 +112,8 @@ struct Impl {
   void encode(std::string_view text, bool add_special, std::vector<int32_t>& out) const;
   std::string normalize(std::string s) const;
 
-  // Decoding (decode.cpp). `unstable`, if given, is set when more ids could still change the end of the text
-  // (an incomplete UTF-8 sequence, a trailing <0xXX> byte token): the StreamDecoder holds such text back.
-  std::string decode(const int32_t* ids, size_t n, bool skip_special, bool* unstable = nullptr) const;
+  // Decoding (decode.cpp). `tail`, if given, says whether more ids could still change the end of the text.
+  std::string decode(const int32_t* ids, size_t n, bool skip_special, DecodeTail* tail = nullptr) const;
   const std::string* id_to_token(int32_t id) const;
 };
 

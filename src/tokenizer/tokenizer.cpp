@@ -13,7 +13,12 @@ namespace sllm {
 namespace {
 
 constexpr std::streamoff kMaxTokenizerJson = std::streamoff(1) << 30;  // real files are < 20 MB
-constexpr size_t kMaxPending = 1024;                                   // see StreamDecoder::push
+
+// StreamDecoder::push: relax holding after this many held ids, never hold more than kMaxPending, and look at most
+// kMaxContext ids back for a context.
+constexpr size_t kRelaxAfter = 64;
+constexpr size_t kMaxPending = 1024;
+constexpr size_t kMaxContext = 32;
 
 // Names under which families spell their beginning / end of text tokens.
 const char* const kBosNames[] = {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", "<|endoftext|>"};
@@ -122,16 +127,20 @@ std::string StreamDecoder::push(int32_t id) {
   pending_.push_back(id);
   std::vector<int32_t> window = context_;
   window.insert(window.end(), pending_.begin(), pending_.end());
-  bool unstable = false;
-  std::string text = impl_->decode(window.data(), window.size(), skip_special_, &unstable);
-  // Hold text while more ids could still change its end. A stream that never settles (1024 byte tokens in a
-  // row) is let through rather than buffered forever; only then may the output differ from decode().
-  if (unstable && pending_.size() < kMaxPending) return {};
+  tok::DecodeTail tail;
+  std::string text = impl_->decode(window.data(), window.size(), skip_special_, &tail);
+  // Hold text while more ids could still change its end. After kRelaxAfter held ids (a long run of <0xXX> byte
+  // tokens) we only wait for the current character to complete: otherwise a long run of byte-fallback CJK would
+  // print nothing until the run ends. Only an invalid byte joining such a run later can then make the stream differ
+  // from decode() (which prints the whole invalid run as U+FFFD).
+  if (tail.incomplete || (tail.unstable && pending_.size() < kRelaxAfter)) {
+    if (pending_.size() < kMaxPending) return {};
+  }
 
   std::string out;
   if (text.compare(0, context_text_.size(), context_text_) == 0) {
     out = text.substr(context_text_.size());
-  } else {  // cannot happen with the supported decoders; print what is new rather than repeat text
+  } else {  // only after a relaxed emit; print what is new rather than repeat text
     size_t k = 0;
     while (k < text.size() && k < context_text_.size() && text[k] == context_text_[k]) ++k;
     while (k > 0 && (uint8_t(text[k]) & 0xC0) == 0x80) --k;
@@ -142,12 +151,15 @@ std::string StreamDecoder::push(int32_t id) {
     if (!context_text_.empty() || pending_.size() >= kMaxPending) pending_.clear();
     return out;
   }
-  // New context: the shortest tail of the window that decodes to something.
-  for (size_t k = 1; k <= window.size(); ++k) {
-    std::string tail = impl_->decode(window.data() + window.size() - k, k, skip_special_);
-    if (!tail.empty() || k == window.size()) {
+  // New context: the shortest tail of the window that decodes, on its own, to a non-empty end of `text` (so it
+  // does not start inside a character or swallow a stripped leading space).
+  const size_t max_k = std::min(window.size(), kMaxContext);
+  for (size_t k = 1; k <= max_k; ++k) {
+    std::string t = impl_->decode(window.data() + window.size() - k, k, skip_special_);
+    const bool ends_text = t.size() <= text.size() && text.compare(text.size() - t.size(), t.size(), t) == 0;
+    if ((!t.empty() && ends_text) || k == max_k) {
       context_.assign(window.end() - long(k), window.end());
-      context_text_ = std::move(tail);
+      context_text_ = std::move(t);
       break;
     }
   }

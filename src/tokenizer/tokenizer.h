@@ -67,9 +67,11 @@ class Tokenizer {
 // (with the same skip_special), and every returned string is valid UTF-8.
 //
 // How: decode(context + pending ids) minus decode(context), where the context is the shortest tail of the ids
-// already printed whose decoding is non-empty. That difference equals what the full decode would add for every
-// supported decoder (the leading-space Strip and Metaspace rules only ever touch the context), and the work per
-// push stays bounded however long the stream runs.
+// already printed that decodes on its own to the end of the text printed so far. That difference is what the full
+// decode adds, for every supported decoder (the leading-space Strip and Metaspace rules only touch the context),
+// and the work per push stays bounded however long the stream runs. Text is held while more ids could change its
+// end; after 64 held ids (a long run of <0xXX> byte tokens) only until the current character is complete, so only
+// an invalid byte later joining such a long run can make the stream differ from decode().
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false);

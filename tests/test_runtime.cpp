@@ -1,0 +1,125 @@
+// Runtime tests: the cache's slot arithmetic and fixed footprint, chunk sizes, sampling, error paths.
+#include <gtest/gtest.h>
+
+#include <cmath>    // std::exp
+#include <map>      // std::map
+#include <string>   // std::string
+#include <vector>   // std::vector
+
+#include "core/error.h"        // Error
+#include "model/decoder.h"     // Decoder
+#include "model/model.h"       // load_model
+#include "runtime/kv_cache.h"  // KVCache
+#include "runtime/stream.h"    // Sampler, stream_nll
+
+namespace sllm {
+namespace {
+
+const std::string kDir = std::string(SLLM_SOURCE_DIR) + "/tests/fixtures/models/";
+
+TEST(KVCache, SlotsAreSinksThenARing) {
+  Model m = load_model(kDir + "llama");
+  KVCache c(cpu_backend(), m.cfg, 4, 10, 3);
+  EXPECT_EQ(c.geometry().ring, 13);
+  EXPECT_EQ(c.geometry().capacity, 17);
+  for (int64_t t = 0; t < 4; ++t) EXPECT_EQ(c.slot(t), t);
+  EXPECT_EQ(c.slot(4), 4);
+  EXPECT_EQ(c.slot(16), 16);
+  EXPECT_EQ(c.slot(17), 4);  // wrapped
+  EXPECT_EQ(c.slot(4 + 13 * 1000 + 5), 9);
+  // Footprint: 2 (K, V) x layers x kv heads x capacity x head_dim floats, fixed at construction.
+  EXPECT_EQ(c.bytes(), size_t(2 * m.cfg.n_layers * m.cfg.n_kv_heads * 17 * m.cfg.head_dim * 4));
+}
+
+// A stream 50x longer than the cache runs in the same allocation, holds S+R tokens, and the decoder refuses a
+// chunk larger than the cache was sized for.
+TEST(KVCache, LongStreamKeepsTheFootprint) {
+  Model m = load_model(kDir + "gpt_neox");
+  Decoder dec(m, cpu_backend(), 8);
+  KVCache c(cpu_backend(), m.cfg, 2, 6, 8);
+  const size_t bytes = c.bytes();
+  std::vector<int32_t> ids(8, 7);
+  for (int i = 0; i < 50; ++i) dec.forward(ids.data(), 8, c, Logits::None);
+  EXPECT_EQ(c.n_past(), 400);
+  EXPECT_EQ(c.held(), 8);
+  EXPECT_EQ(c.bytes(), bytes);
+  KVCache small(cpu_backend(), m.cfg, 2, 6, 4);
+  EXPECT_THROW(dec.forward(ids.data(), 8, small, Logits::None), Error);
+  int32_t bad = int32_t(m.cfg.vocab_size);
+  EXPECT_THROW(dec.forward(&bad, 1, c, Logits::Last), Error);
+}
+
+TEST(KVCache, RejectsBadGeometry) {
+  Model m = load_model(kDir + "llama");
+  EXPECT_THROW(KVCache(cpu_backend(), m.cfg, -1, 10, 1), Error);
+  EXPECT_THROW(KVCache(cpu_backend(), m.cfg, 4, 0, 1), Error);
+  EXPECT_THROW(KVCache(cpu_backend(), m.cfg, 4, 10, 0), Error);
+}
+
+// Recompute re-encodes the last L = sinks + window tokens from scratch; with a window covering the whole stream
+// it is exactly dense.
+TEST(Stream, RecomputeWithLongWindowEqualsDense) {
+  Model m = load_model(kDir + "falcon_mqa");
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 30; ++i) ids.push_back((i * 37 + 11) % 256);
+  PplOptions d;
+  d.mode = CacheMode::Dense;
+  PplOptions r;
+  r.mode = CacheMode::Recompute;
+  r.sinks = 0;
+  r.window = 64;
+  const auto a = stream_nll(m, cpu_backend(), ids, d).nll;
+  const auto b = stream_nll(m, cpu_backend(), ids, r).nll;
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5);
+  r.window = 8;  // a short window differs once the stream is longer than it
+  const auto c = stream_nll(m, cpu_backend(), ids, r).nll;
+  EXPECT_NEAR(c[3], a[3], 1e-5);
+  EXPECT_GT(std::fabs(c[25] - a[25]), 1e-4);
+}
+
+TEST(Sampler, GreedyAndTopKOnePickTheArgmax) {
+  std::vector<float> l = {0.1f, 3.0f, -1.0f, 2.9f};
+  SamplerOptions g;
+  g.temperature = 0;
+  EXPECT_EQ(Sampler(g).sample(l.data(), 4), 1);
+  SamplerOptions k;
+  k.temperature = 1.0f;
+  k.top_k = 1;
+  Sampler s(k);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.sample(l.data(), 4), 1);
+}
+
+TEST(Sampler, FollowsTheSoftmaxAndIsSeeded) {
+  std::vector<float> l = {0.0f, 1.0f, 2.0f};
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.top_k = 0;
+  o.top_p = 1.0f;
+  o.seed = 42;
+  Sampler s(o), s2(o);
+  std::map<int, int> n;
+  const int N = 20000;
+  for (int i = 0; i < N; ++i) {
+    const int a = s.sample(l.data(), 3);
+    ASSERT_EQ(a, s2.sample(l.data(), 3));  // same seed, same stream
+    ++n[a];
+  }
+  const double z = 1 + std::exp(1.0) + std::exp(2.0);
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(double(n[i]) / N, std::exp(double(i)) / z, 0.015) << i;
+}
+
+TEST(Sampler, TopPKeepsTheSmallestNucleus) {
+  std::vector<float> l = {5.0f, 0.0f, 0.0f, 0.0f};  // p(0) ~ 0.98
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.top_k = 0;
+  o.top_p = 0.5f;
+  Sampler s(o);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(s.sample(l.data(), 4), 0);
+  SamplerOptions bad;
+  bad.top_p = 0.0f;
+  EXPECT_THROW(Sampler{bad}, Error);
+}
+
+}  // namespace
+}  // namespace sllm
