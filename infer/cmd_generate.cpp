@@ -1,4 +1,5 @@
 // `streamllm generate`: a prompt in, tokens streamed to stdout as they are produced, in constant memory.
+#include <algorithm>  // std::find
 #include <atomic>   // std::atomic
 #include <chrono>   // std::chrono
 #include <csignal>  // std::signal
@@ -53,7 +54,11 @@ void run(const GenArgs& a) {
   Sampler sampler(a.s);
   StreamDecoder out(tok);
   const int64_t V = l.model.cfg.vocab_size;
-  const int32_t eos = tok.eos_id() >= 0 ? tok.eos_id() : int32_t(l.model.cfg.eos_id);
+  // Stop on the tokenizer's end-of-sequence tokens (eos, <|im_end|>, <|eot_id|>...) and the config's eos.
+  std::vector<int32_t> stops = tok.stop_ids();
+  if (tok.eos_id() >= 0) stops.push_back(tok.eos_id());
+  if (l.model.cfg.eos_id >= 0) stops.push_back(int32_t(l.model.cfg.eos_id));
+  auto is_stop = [&](int32_t id) { return std::find(stops.begin(), stops.end(), id) != stops.end(); };
   auto room = [&](int64_t more) {
     if (mode == CacheMode::Dense && cache.n_past() + more > R)
       throw Error("dense cache full at " + std::to_string(R) + " tokens (raise --ctx, or use --cache streaming)");
@@ -75,7 +80,7 @@ void run(const GenArgs& a) {
   while ((a.n < 0 || produced < a.n) && !g_stop) {
     const int32_t next = sampler.sample(logits, V);
     ++produced;
-    if (next == eos && !a.ignore_eos) break;
+    if (is_stop(next) && !a.ignore_eos) break;
     const std::string piece = out.push(next);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);

@@ -3,7 +3,8 @@
 #pragma once
 #include <cstdint>  // int64_t
 
-#include "core/dtype.h"  // DType
+#include "core/attn_geometry.h"  // AttnGeometry
+#include "core/dtype.h"          // DType
 
 namespace sllm::cpu {
 
@@ -34,18 +35,8 @@ void add_inplace(float* y, const float* x, int64_t n);
 // out[t, :] = table[ids[t], :] converted to f32. table: (V, D) in dtype t.
 void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out);
 
-// Geometry of the StreamingLLM KV cache as the attention kernel sees it (see src/runtime/kv_cache.h).
-// Per layer, K and V are (n_kv_heads, capacity, head_dim) f32: slots [0, sinks) hold stream tokens 0..sinks-1,
-// slots [sinks, sinks + ring) are a ring buffer: stream token a >= sinks lives at slot sinks + (a - sinks) % ring.
-struct AttnGeometry {
-  int64_t n_heads = 0;     // query heads
-  int64_t n_kv_heads = 0;  // key/value heads (n_heads % n_kv_heads == 0)
-  int64_t head_dim = 0;
-  int64_t sinks = 0;       // S
-  int64_t window = 0;      // R: recent tokens kept after each step
-  int64_t ring = 0;        // ring slots (>= window + tokens per chunk)
-  int64_t capacity = 0;    // sinks + ring
-};
+// The cache geometry is shared by every backend (src/core/attn_geometry.h).
+using AttnGeometry = ::sllm::AttnGeometry;
 
 // Streaming attention for T consecutive queries, stream tokens t0..t0+T-1, whose K/V are already in the cache.
 // Query t attends to sinks 0..min(S,t+1)-1 and recent tokens max(S, t-R)..t — the paper's per-token semantics.

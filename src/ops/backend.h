@@ -8,7 +8,11 @@
 #include <memory>   // std::unique_ptr
 
 #include "core/dtype.h"  // DType
-#include "cpu/kernels.h" // AttnGeometry (plain struct shared by all backends)
+#include "core/attn_geometry.h"  // AttnGeometry
+
+namespace sllm::cpu {
+using AttnGeometry = ::sllm::AttnGeometry;
+}
 
 namespace sllm {
 
@@ -22,7 +26,7 @@ class Backend {
 
   // Memory: float buffers live where the backend computes.
   virtual void* alloc(size_t bytes) = 0;
-  virtual void release(void* p) = 0;
+  virtual void release(void* p) = 0;  // never throws (called from destructors)
 
   // Y(T,N) = X(T,K) W(N,K)^T + bias(N).  X row stride ldx, Y row stride ldy.
   virtual void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,

@@ -4,6 +4,7 @@
 #include <vector>     // std::vector
 
 #include "core/tensor.h"  // Buffer
+#include "cpu/kernels.h"  // cpu:: kernels
 #include "cpu/matmul.h"   // cpu::linear
 #include "ops/backend.h"
 
