@@ -58,15 +58,22 @@ double median_time(F&& f, int warmup, int min_reps, int max_reps, double min_tot
   return ts[ts.size() / 2];
 }
 
-// Multi-threaded read of the whole buffer with the kernels' SIMD width and 4 accumulators per thread.
+// Multi-threaded read of the whole buffer (one contiguous half per thread) with the kernels' SIMD width and
+// 4 accumulators; with kPrefetch, also software prefetch 4 KiB ahead (on Zen 4 this adds ~5%).
+template <bool kPrefetch>
 float read_all(const float* p, int64_t n) {
   using namespace sllm::cpu::mm;
+  constexpr int64_t kStep = 4 * kLanes;  // floats per iteration
   float total = 0;
 #pragma omp parallel reduction(+ : total)
   {
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t b = n / kStep * id / nt * kStep, e = n / kStep * (id + 1) / nt * kStep;
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; i += 4 * kLanes) {
+    for (int64_t i = b; i < e; i += kStep) {
+      if constexpr (kPrefetch) {
+        for (int64_t off = 0; off < kStep * 4; off += 64) prefetch_l2(reinterpret_cast<const char*>(p + i) + 4096 + off);
+      }
       a0 = vadd(a0, vload(p + i));
       a1 = vadd(a1, vload(p + i + kLanes));
       a2 = vadd(a2, vload(p + i + 2 * kLanes));
@@ -90,7 +97,9 @@ Baseline measure_baseline(bool quick) {
   for (int64_t i = 0; i < n; ++i) fa[i] = float(i & 1023) * 1e-3f;  // first touch by the reading threads
   std::memset(b.get(), 0, size_t(bytes));
   volatile float sink = 0;
-  const double tr = median_time([&](int) { sink = sink + read_all(fa, n); }, 2, 9, 9, 0);
+  // The better of the two read kernels, each the median of 9 passes.
+  const double tr = std::min(median_time([&](int) { sink = sink + read_all<false>(fa, n); }, 1, 9, 9, 0),
+                             median_time([&](int) { sink = sink + read_all<true>(fa, n); }, 1, 9, 9, 0));
   const int nt = omp_get_max_threads();
   const double tc = median_time(
       [&](int) {
@@ -252,7 +261,7 @@ int main(int argc, char** argv) {
   std::printf("\nGEMV / GEMM crossover, 576 -> 1536, GFLOP/s:\n  %-5s %4s %9s %9s\n", "dtype", "T", "gemv", "gemm");
   for (DType dt : {DType::F32, DType::BF16}) {
     const WeightPool pool(1536, 576, dt, pool_bytes);
-    for (int64_t T : {2, 4, 6, 8, 12, 16, 24, 32}) {
+    for (int64_t T : {2, 3, 4, 5, 6, 7, 8, 10, 12, 16}) {
       const double flops = 2.0 * T * 576 * 1536;
       const double tv = time_linear(&sllm::cpu::linear_gemv, pool, T, 576, 1536, dt, x, y, quick);
       const double tm = time_linear(&sllm::cpu::linear_gemm, pool, T, 576, 1536, dt, x, y, quick);

@@ -22,7 +22,7 @@ extern "C" void on_sigint(int) { g_stop = true; }
 
 struct GenArgs {
   ModelArgs m;
-  std::string prompt, prompt_file, cache = "streaming";
+  std::string prompt, prompt_file, cache = "streaming", kv_dtype = "f32";
   int64_t n = 256, sinks = 4, window = 1020, chunk = 256, ctx = 4096;
   SamplerOptions s;
   bool ignore_eos = false, quiet = false;
@@ -50,7 +50,7 @@ void run(const GenArgs& a) {
   }
   Backend& be = cpu_backend();
   Decoder dec(l.model, be, a.chunk);
-  KVCache cache(be, l.model.cfg, S, R, a.chunk);
+  KVCache cache(be, l.model.cfg, S, R, a.chunk, parse_dtype(a.kv_dtype));
   Sampler sampler(a.s);
   StreamDecoder out(tok);
   const int64_t V = l.model.cfg.vocab_size;
@@ -118,6 +118,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--window", a->window, "Recent tokens kept")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   cmd->add_option("--ctx", a->ctx, "Capacity of the dense cache")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   cmd->add_option("--chunk", a->chunk, "Prompt tokens per forward pass")->check(CLI::Range(int64_t(1), int64_t(1) << 16));
+  cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache element type: f32 or f16 (half the memory and reads)")
+      ->check(CLI::IsMember({"f32", "f16"}));
   cmd->add_option("--temp", a->s.temperature, "Temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", a->s.top_k, "Top-k (0 = off)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", a->s.top_p, "Top-p nucleus (1 = off)")->check(CLI::Range(0.0f, 1.0f));

@@ -17,7 +17,7 @@ namespace {
 
 struct PplArgs {
   ModelArgs m;
-  std::string file, csv, cache = "streaming";
+  std::string file, csv, cache = "streaming", kv_dtype = "f32";
   int64_t sinks = 4, window = 1020, chunk = 256, max_tokens = 0, pos0 = 0;
   bool no_progress = false;
 };
@@ -70,6 +70,7 @@ void run(const PplArgs& a) {
     o.window = a.window;
     o.chunk = a.chunk;
     o.pos0 = a.pos0;
+    o.kv_dtype = parse_dtype(a.kv_dtype);
     std::string name = cache_mode_name(mode);
     if (mode == CacheMode::Streaming) name += " " + std::to_string(o.sinks) + "+" + std::to_string(o.window);
     else if (mode == CacheMode::Window) name += " 0+" + std::to_string(o.window);
@@ -123,6 +124,8 @@ void register_ppl(CLI::App& app) {
   cmd->add_option("--max-tokens", a->max_tokens, "Score only the first N tokens (0 = all)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--start-pos", a->pos0, "Absolute position of the first token (RoPE)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--csv", a->csv, "Write per-token NLL to this CSV file (index, token, one column per policy)");
+  cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache element type: f32 or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
   cmd->add_flag("--no-progress", a->no_progress, "No progress bar");
   cmd->callback([a] { run(*a); });
 }

@@ -125,7 +125,7 @@ constexpr Path kPaths[] = {Path::kLinear, Path::kGemv, Path::kGemm};
 // Odd shapes: K not a multiple of 16 / 32, N not a multiple of any row block (8, 12), T around every token
 // group / block size, strided X and Y.
 TEST(Matmul, OddShapesAllPathsAllDtypes) {
-  const int64_t Ts[] = {1, 2, 3, 5, 17, 64, 130};
+  const int64_t Ts[] = {1, 2, 3, 5, 17, 20, 29, 64, 130};
   const int64_t KNs[][2] = {{1, 1}, {7, 5}, {33, 13}, {100, 37}, {579, 29}};
   uint32_t seed = 1;
   for (DType dt : kDTypes)

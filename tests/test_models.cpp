@@ -123,6 +123,22 @@ TEST_P(Family, PositionsNeverDrift) {
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 5e-4) << i;
 }
 
+// An f16 KV cache stays close to the exact reference (keys and values rounded to 11 significant bits).
+TEST_P(Family, HalfCacheStaysCloseToReference) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "stream_ids");
+  const auto ref = floats_of(g, "nll_S2_R5");
+  PplOptions o;
+  o.sinks = 2;
+  o.window = 5;
+  o.chunk = 4;
+  o.kv_dtype = DType::F16;
+  const auto r = stream_nll(m, cpu_backend(), ids, o).nll;
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(r[i], ref[i], 2e-2) << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Golden, Family,
                          ::testing::Values("llama", "llama_untied_bf16", "llama_sharded", "gpt_neox", "gpt_neox_seq",
                                            "falcon_mqa", "falcon_new", "mpt", "mpt_clip"));

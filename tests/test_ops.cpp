@@ -206,3 +206,44 @@ TEST(Ops, HalfConversionsRoundToNearestEven) {
 
 }  // namespace
 }  // namespace sllm
+
+namespace sllm {
+namespace {
+
+// An f16 cache gives the attention of the f16-rounded keys and values (same kernel, half the bytes).
+TEST(Ops, StreamingAttentionWithHalfCache) {
+  for (int64_t hd : {int64_t(64), int64_t(12)}) {  // the AVX-512 path and the generic path
+    AttnGeometry g;
+    g.n_heads = 4;
+    g.n_kv_heads = 2;
+    g.head_dim = hd;
+    g.sinks = 2;
+    g.window = 6;
+    g.ring = 7;
+    g.capacity = 9;
+    const int64_t N = 30, Hkv = 2, H = 4;
+    auto K = randv(size_t(N * Hkv * hd), 21), V = randv(size_t(N * Hkv * hd), 22), Q = randv(size_t(N * H * hd), 23);
+    auto Kr = K, Vr = V;  // f16-rounded copies for the f32 reference run
+    for (auto& x : Kr) x = f16_to_f32(f32_to_f16(x));
+    for (auto& x : Vr) x = f16_to_f32(f32_to_f16(x));
+    AttnGeometry g32 = g;
+    AttnGeometry g16 = g;
+    g16.kv_f16 = true;
+    std::vector<float> c32(size_t(Hkv * g.capacity * hd)), v32(c32.size());
+    std::vector<uint16_t> c16(c32.size()), v16(c32.size());
+    for (int64_t t = 0; t < N; ++t) {
+      cpu::kv_store(&Kr[size_t(t * Hkv * hd)], Hkv * hd, &Vr[size_t(t * Hkv * hd)], Hkv * hd, 1, t, c32.data(),
+                    v32.data(), g32);
+      cpu::kv_store(&K[size_t(t * Hkv * hd)], Hkv * hd, &V[size_t(t * Hkv * hd)], Hkv * hd, 1, t, c16.data(),
+                    v16.data(), g16);
+      std::vector<float> a(size_t(H * hd)), b(size_t(H * hd));
+      const float* q = &Q[size_t(t * H * hd)];
+      cpu::attention_stream(q, q, H * hd, 1, t, c32.data(), v32.data(), g32, 0.25f, nullptr, nullptr, a.data());
+      cpu::attention_stream(q, q, H * hd, 1, t, c16.data(), v16.data(), g16, 0.25f, nullptr, nullptr, b.data());
+      for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5) << "hd " << hd << " t " << t;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sllm

@@ -51,6 +51,10 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// Cache elements are f32 or IEEE half (uint16_t); these read one as f32.
+inline float kv_at(const float* p, int64_t i) { return p[i]; }
+inline float kv_at(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
+
 constexpr int kMaxGroup = 64;  // query heads per KV head handled in one pass (larger groups are split)
 
 // Partial attention of `ng` query heads (one KV head) over admitted keys [k0, k1) of query token t.
@@ -87,9 +91,14 @@ inline void for_keys(int64_t t, int64_t k0, int64_t k1, const AttnGeometry& g, F
 }
 
 #if defined(__AVX512F__)
-// head_dim = 16 * NC: one K/V row is NC zmm registers.
-template <int NC>
-void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const float* K, const float* V,
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// head_dim = 16 * NC: one K/V row is NC zmm registers. KT: the cache element (float or IEEE half).
+template <int NC, class KT>
+void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                          const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
   constexpr int64_t hd = 16 * NC;
   const int64_t n = k1 - k0;
@@ -104,10 +113,10 @@ void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const 
     float m = -INFINITY;
     const float slope = j.slope[h];
     for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t dist, bool sink) {
-      const float* kr = K + slot * hd;
+      const KT* kr = K + slot * hd;
       const __m512* q = sink ? qs : qa;
-      __m512 acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
-      for (int c = 1; c < NC; ++c) acc = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(kr + 16 * c), acc);
+      __m512 acc = _mm512_mul_ps(q[0], load16(kr));
+      for (int c = 1; c < NC; ++c) acc = _mm512_fmadd_ps(q[c], load16(kr + 16 * c), acc);
       float s = _mm512_reduce_add_ps(acc) * scale;
       if (alibi) s -= slope * float(dist);
       r[i] = s;
@@ -126,9 +135,9 @@ void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const 
     __m512 o[NC];
     for (int c = 0; c < NC; ++c) o[c] = _mm512_setzero_ps();
     for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t, bool) {
-      const float* vr = V + slot * hd;
+      const KT* vr = V + slot * hd;
       const __m512 w = _mm512_set1_ps(r[i]);
-      for (int c = 0; c < NC; ++c) o[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), o[c]);
+      for (int c = 0; c < NC; ++c) o[c] = _mm512_fmadd_ps(w, load16(vr + 16 * c), o[c]);
     });
     for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + h * hd + 16 * c, o[c]);
   }
@@ -136,14 +145,19 @@ void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const 
 #endif
 
 // Any head_dim: plain loops (the portable path and the reference for odd sizes).
-void attend_range_generic(const Job& j, int64_t t, int64_t k0, int64_t k1, const float* K, const float* V,
+template <class KT>
+void attend_range_generic(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                           const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
   const int64_t hd = g.head_dim, n = k1 - k0;
   for (int h = 0; h < j.ng; ++h) {
     float* r = sc + h * n;
     float m = -INFINITY;
     for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t dist, bool sink) {
-      float s = dot(sink ? j.qs[h] : j.qa[h], K + slot * hd, hd) * scale;
+      const float* q = sink ? j.qs[h] : j.qa[h];
+      const KT* kr = K + slot * hd;
+      float s = 0.0f;
+      for (int64_t d = 0; d < hd; ++d) s += q[d] * kv_at(kr, d);
+      s *= scale;
       if (alibi) s -= j.slope[h] * float(dist);
       r[i] = s;
       m = std::max(m, s);
@@ -158,17 +172,17 @@ void attend_range_generic(const Job& j, int64_t t, int64_t k0, int64_t k1, const
     float* o = out + h * hd;
     for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
     for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t, bool) {
-      const float* vr = V + slot * hd;
+      const KT* vr = V + slot * hd;
       const float w = r[i];
-#pragma omp simd
-      for (int64_t d = 0; d < hd; ++d) o[d] += w * vr[d];
+      for (int64_t d = 0; d < hd; ++d) o[d] += w * kv_at(vr, d);
     });
   }
 }
 
 // Scores, exponentiates and accumulates keys [k0, k1) of the admitted list of token t into out (ng, head_dim),
 // unnormalised; returns the per-head max and sum in p. `sc` is scratch of ng * (k1 - k0) floats.
-void attend_range(const Job& j, int64_t t, int64_t k0, int64_t k1, const float* K, const float* V,
+template <class KT>
+void attend_range(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                   const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
 #if defined(__AVX512F__)
   switch (g.head_dim) {
@@ -186,7 +200,7 @@ void attend_range(const Job& j, int64_t t, int64_t k0, int64_t k1, const float* 
 }  // namespace
 
 void attention_stream(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
-                      const float* kcache, const float* vcache, const AttnGeometry& g, float scale,
+                      const void* kcache, const void* vcache, const AttnGeometry& g, float scale,
                       const float* alibi, const float* extra_logit, float* out) {
   const int64_t H = g.n_heads, Hkv = g.n_kv_heads, hd = g.head_dim, S = g.sinks, R = g.window;
   const int64_t group = H / Hkv;
@@ -224,8 +238,13 @@ void attention_stream(const float* q_abs, const float* q_sink, int64_t ld_q, int
       Partial& p = parts[size_t(w)];
       float* o = &part_out[size_t(w * ug * hd)];
       if (k1 > k0) {
-        attend_range(j, t, k0, k1, kcache + kvh * g.capacity * hd, vcache + kvh * g.capacity * hd, g, scale,
-                     alibi != nullptr, o, p, sc.data());
+        const int64_t off = kvh * g.capacity * hd;
+        if (g.kv_f16)
+          attend_range(j, t, k0, k1, static_cast<const uint16_t*>(kcache) + off,
+                       static_cast<const uint16_t*>(vcache) + off, g, scale, alibi != nullptr, o, p, sc.data());
+        else
+          attend_range(j, t, k0, k1, static_cast<const float*>(kcache) + off, static_cast<const float*>(vcache) + off,
+                       g, scale, alibi != nullptr, o, p, sc.data());
       } else {
         for (int64_t h = 0; h < ug; ++h) {
           p.m[h] = -INFINITY;
@@ -258,15 +277,27 @@ void attention_stream(const float* q_abs, const float* q_sink, int64_t ld_q, int
   }
 }
 
-void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kcache,
-              float* vcache, const AttnGeometry& g) {
+void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kcache,
+              void* vcache, const AttnGeometry& g) {
   const int64_t hd = g.head_dim, cap = g.capacity;
   for (int64_t i = 0; i < T; ++i) {
     const int64_t t = t0 + i;
     const int64_t slot = t < g.sinks ? t : g.sinks + (t - g.sinks) % g.ring;
     for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-      std::memcpy(kcache + (h * cap + slot) * hd, k + i * ldk + h * hd, size_t(hd) * sizeof(float));
-      std::memcpy(vcache + (h * cap + slot) * hd, v + i * ldv + h * hd, size_t(hd) * sizeof(float));
+      const size_t at = size_t((h * cap + slot) * hd);
+      const float* ks = k + i * ldk + h * hd;
+      const float* vs = v + i * ldv + h * hd;
+      if (g.kv_f16) {
+        uint16_t* kd = static_cast<uint16_t*>(kcache) + at;
+        uint16_t* vd = static_cast<uint16_t*>(vcache) + at;
+        for (int64_t d = 0; d < hd; ++d) {
+          kd[d] = f32_to_f16(ks[d]);
+          vd[d] = f32_to_f16(vs[d]);
+        }
+      } else {
+        std::memcpy(static_cast<float*>(kcache) + at, ks, size_t(hd) * sizeof(float));
+        std::memcpy(static_cast<float*>(vcache) + at, vs, size_t(hd) * sizeof(float));
+      }
     }
   }
 }

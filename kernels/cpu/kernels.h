@@ -47,12 +47,13 @@ using AttnGeometry = ::sllm::AttnGeometry;
 //            0 for every head gives softmax-off-by-one)
 //   out:    (T, n_heads, head_dim) contiguous
 void attention_stream(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
-                      const float* kcache, const float* vcache, const AttnGeometry& g, float scale,
+                      const void* kcache, const void* vcache, const AttnGeometry& g, float scale,
                       const float* alibi, const float* extra_logit, float* out);
 
 // Writes the K/V rows of stream tokens t0..t0+T-1 into their cache slots (sink slot or ring slot).
 //   k: (T, n_kv_heads, head_dim) with row stride ldk; v likewise with ldv.
-void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kcache,
-              float* vcache, const AttnGeometry& g);
+// The cache holds f32 or, when g.kv_f16, IEEE half (rounded to nearest even).
+void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kcache,
+              void* vcache, const AttnGeometry& g);
 
 }  // namespace sllm::cpu

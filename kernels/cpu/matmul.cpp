@@ -30,7 +30,7 @@
 
 namespace sllm::cpu {
 
-int64_t linear_gemm_min_tokens() { return 16; }
+int64_t linear_gemm_min_tokens() { return 8; }
 
 const char* linear_isa_name() { return mm::kIsaName; }
 

@@ -10,7 +10,12 @@
 #include <cstdint>  // int64_t, uint16_t, uint32_t
 #include <cstring>  // std::memcpy
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+// SLLM_MM_AVX2: 8-lane path (also the half-width vectors of the AVX-512 path); SLLM_MM_AVX512: 16-lane path.
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define SLLM_MM_AVX2 1
+#if defined(__AVX512F__)
+#define SLLM_MM_AVX512 1
+#endif
 #include <immintrin.h>  // _mm512_*, _mm256_*, _mm_*
 #endif
 
@@ -25,7 +30,7 @@
 
 namespace sllm::cpu::mm {
 
-#if defined(__AVX512F__)
+#if defined(SLLM_MM_AVX512)
 
 inline constexpr int kLanes = 16;
 inline constexpr const char* kIsaName = "avx512";
@@ -52,7 +57,7 @@ inline __m128 hsum4(vf a, vf b, vf c, vf d) {
 }
 inline float hsum(vf v) { return _mm512_reduce_add_ps(v); }
 
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#elif defined(SLLM_MM_AVX2)
 
 inline constexpr int kLanes = 8;
 inline constexpr const char* kIsaName = "avx2";
@@ -92,6 +97,60 @@ inline float hsum(vf v) { return v; }
 
 #endif
 
+// Vec<L>: L f32 lanes, for the GEMM micro-kernels, which also use half-width vectors (kLanes / 2) for short
+// token blocks. On Zen 4 two 256-bit FMAs issue per cycle, so a ymm kernel keeps most of the zmm peak.
+template <int L>
+struct Vec;
+#if defined(SLLM_MM_AVX512)
+template <>
+struct Vec<16> {
+  using T = __m512;
+  static T zero() { return _mm512_setzero_ps(); }
+  static T set1(float a) { return _mm512_set1_ps(a); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+};
+#endif
+#if defined(SLLM_MM_AVX2)
+template <>
+struct Vec<8> {
+  using T = __m256;
+  static T zero() { return _mm256_setzero_ps(); }
+  static T set1(float a) { return _mm256_set1_ps(a); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+};
+template <>
+struct Vec<4> {
+  using T = __m128;
+  static T zero() { return _mm_setzero_ps(); }
+  static T set1(float a) { return _mm_set1_ps(a); }
+  static T load(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, T v) { _mm_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm_fmadd_ps(a, b, c); }
+};
+#endif
+template <>
+struct Vec<1> {
+  using T = float;
+  static T zero() { return 0.0f; }
+  static T set1(float a) { return a; }
+  static T load(const float* p) { return *p; }
+  static void store(float* p, T v) { *p = v; }
+  static T fma(T a, T b, T c) { return a * b + c; }
+};
+
+// Prefetch into L2 (no-op without SSE): weight streams that the hardware prefetcher does not see coming.
+inline void prefetch_l2(const void* p) {
+#if defined(SLLM_MM_AVX2)
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+#else
+  (void)p;
+#endif
+}
+
 // Bytes per stored weight (dtype_size as a constant expression).
 template <DType DT>
 inline constexpr int kWBytes = DT == DType::F32 ? 4 : 2;
@@ -103,7 +162,7 @@ inline vf wload(const void* w, int64_t i) {
     return vload(static_cast<const float*>(w) + i);
   } else {
     const uint16_t* p = static_cast<const uint16_t*>(w) + i;
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+#if defined(SLLM_MM_AVX2)
     if constexpr (DT == DType::F16) return vcvt_f16(vload_h(p));
     else return vcvt_bf16(vload_h(p));
 #else
@@ -134,7 +193,7 @@ inline vf xload_part(const float* x, int n) { return wload_part<DType::F32>(x, 0
 template <int R>
 inline void hsum_n(const vf* acc, float* out) {
   int r = 0;
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+#if defined(SLLM_MM_AVX2)
   for (; r + 4 <= R; r += 4) _mm_storeu_ps(out + r, hsum4(acc[r], acc[r + 1], acc[r + 2], acc[r + 3]));
 #endif
   for (; r < R; ++r) out[r] = hsum(acc[r]);

@@ -131,15 +131,18 @@ class CudaBackend final : public Backend {
     cuda::embedding(ids, T, table, t, D, out, stream_);
   }
 
-  void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const float* k,
-                 const float* v, const cpu::AttnGeometry& g, float scale, const float* alibi, const float* extra,
+  void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
+                 const void* v, const cpu::AttnGeometry& g, float scale, const float* alibi, const float* extra,
                  float* out) override {
-    cuda::attention(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out, stream_);
+    SLLM_CHECK(!g.kv_f16, "cuda attention: an f16 KV cache is not supported yet (use f32)");
+    cuda::attention(qa, qs, ldq, T, t0, static_cast<const float*>(k), static_cast<const float*>(v), g, scale, alibi,
+                    extra, out, stream_);
   }
 
-  void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kc,
-                float* vc, const cpu::AttnGeometry& g) override {
-    cuda::kv_store(k, ldk, v, ldv, T, t0, kc, vc, g, stream_);
+  void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc,
+                void* vc, const cpu::AttnGeometry& g) override {
+    SLLM_CHECK(!g.kv_f16, "cuda kv_store: an f16 KV cache is not supported yet (use f32)");
+    cuda::kv_store(k, ldk, v, ldv, T, t0, static_cast<float*>(kc), static_cast<float*>(vc), g, stream_);
   }
 
   void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t n) override {

@@ -5,7 +5,7 @@
 namespace sllm {
 
 // Geometry of the StreamingLLM KV cache as the attention kernel sees it (see src/runtime/kv_cache.h).
-// Per layer, K and V are (n_kv_heads, capacity, head_dim) f32: slots [0, sinks) hold stream tokens 0..sinks-1,
+// Per layer, K and V are (n_kv_heads, capacity, head_dim) in f32 or f16 (kv_f16): slots [0, sinks) hold stream tokens 0..sinks-1,
 // slots [sinks, sinks + ring) are a ring buffer: stream token a >= sinks lives at slot sinks + (a - sinks) % ring.
 struct AttnGeometry {
   int64_t n_heads = 0;     // query heads
@@ -15,6 +15,7 @@ struct AttnGeometry {
   int64_t window = 0;      // R: recent tokens kept after each step
   int64_t ring = 0;        // ring slots (>= window + tokens per chunk)
   int64_t capacity = 0;    // sinks + ring
+  bool kv_f16 = false;     // K/V stored as IEEE half (else f32)
 };
 
 }  // namespace sllm

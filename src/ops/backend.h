@@ -41,10 +41,10 @@ class Backend {
   virtual void add(float* y, const float* x, int64_t n) = 0;
   virtual void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) = 0;
   virtual void attention(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
-                         const float* kcache, const float* vcache, const cpu::AttnGeometry& g, float scale,
+                         const void* kcache, const void* vcache, const cpu::AttnGeometry& g, float scale,
                          const float* alibi, const float* extra_logit, float* out) = 0;
   virtual void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
-                        float* kcache, float* vcache, const cpu::AttnGeometry& g) = 0;
+                        void* kcache, void* vcache, const cpu::AttnGeometry& g) = 0;
   // Copies rows: dst[i*ld_dst .. +n] = src[i*ld_src .. +n] for i < rows.
   virtual void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
                          int64_t n) = 0;

@@ -57,13 +57,13 @@ class CpuBackend final : public Backend {
   void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) override {
     cpu::embedding(ids, T, table, t, D, out);
   }
-  void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const float* k,
-                 const float* v, const cpu::AttnGeometry& g, float scale, const float* alibi,
+  void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
+                 const void* v, const cpu::AttnGeometry& g, float scale, const float* alibi,
                  const float* extra, float* out) override {
     cpu::attention_stream(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out);
   }
-  void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kc,
-                float* vc, const cpu::AttnGeometry& g) override {
+  void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc,
+                void* vc, const cpu::AttnGeometry& g) override {
     cpu::kv_store(k, ldk, v, ldv, T, t0, kc, vc, g);
   }
   void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t n) override {

@@ -21,15 +21,18 @@ namespace sllm {
 
 class KVCache {
  public:
-  // sinks = S, window = R, max_chunk = the most tokens one forward call appends.
-  KVCache(Backend& be, const ModelConfig& cfg, int64_t sinks, int64_t window, int64_t max_chunk);
+  // sinks = S, window = R, max_chunk = the most tokens one forward call appends; K/V stored in kv_dtype
+  // (F32, or F16 to halve the cache's memory and the bytes attention reads per token).
+  KVCache(Backend& be, const ModelConfig& cfg, int64_t sinks, int64_t window, int64_t max_chunk,
+          DType kv_dtype = DType::F32);
   ~KVCache();
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
 
   const cpu::AttnGeometry& geometry() const { return g_; }
-  float* k(int64_t layer) const { return k_[size_t(layer)]; }  // (n_kv_heads, capacity, head_dim)
-  float* v(int64_t layer) const { return v_[size_t(layer)]; }
+  void* k(int64_t layer) const { return k_[size_t(layer)]; }  // (n_kv_heads, capacity, head_dim)
+  void* v(int64_t layer) const { return v_[size_t(layer)]; }
+  DType kv_dtype() const { return g_.kv_f16 ? DType::F16 : DType::F32; }
   int64_t slot(int64_t token) const { return token < g_.sinks ? token : g_.sinks + (token - g_.sinks) % g_.ring; }
   int64_t max_chunk() const { return max_chunk_; }
 
@@ -46,7 +49,7 @@ class KVCache {
   Backend& be_;
   cpu::AttnGeometry g_;
   int64_t max_chunk_;
-  std::vector<float*> k_, v_;
+  std::vector<void*> k_, v_;
   size_t bytes_ = 0;
   int64_t n_past_ = 0, pos0_ = 0;
 };

@@ -41,7 +41,7 @@ PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& id
     const int64_t L = opt.sinks + opt.window;
     if (L < 1) throw Error("recompute: sinks + window must be >= 1");
     Decoder dec(m, be, L);
-    KVCache cache(be, m.cfg, 0, L, L);
+    KVCache cache(be, m.cfg, 0, L, L, opt.kv_dtype);
     r.cache_bytes = cache.bytes();
     for (int64_t i = 0; i + 1 < n; ++i) {
       const int64_t lo = std::max<int64_t>(0, i + 1 - L);
@@ -60,7 +60,7 @@ PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& id
     }
     const int64_t C = std::min(opt.chunk, n);
     Decoder dec(m, be, C);
-    KVCache cache(be, m.cfg, S, R, C);
+    KVCache cache(be, m.cfg, S, R, C, opt.kv_dtype);
     cache.reset(opt.pos0);
     r.cache_bytes = cache.bytes();
     for (int64_t i = 0; i + 1 < n; i += C) {

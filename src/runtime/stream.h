@@ -27,6 +27,7 @@ struct PplOptions {
   int64_t window = 1020;
   int64_t chunk = 256;   // tokens per forward call (1 = per-token decode); results are identical
   int64_t pos0 = 0;      // absolute position of the first token (tests that positions never drift)
+  DType kv_dtype = DType::F32;  // cache element type (F16 halves the cache)
   std::function<void(int64_t done, int64_t total)> progress;  // called after each chunk
 };
 
