@@ -34,9 +34,7 @@ struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
 using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
-Buffer alloc(size_t bytes) {
-  return Buffer(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
-}
+Buffer alloc(size_t bytes) { return Buffer(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64))); }
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 
@@ -72,7 +70,8 @@ float read_all(const float* p, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     for (int64_t i = b; i < e; i += kStep) {
       if constexpr (kPrefetch) {
-        for (int64_t off = 0; off < kStep * 4; off += 64) prefetch_l2(reinterpret_cast<const char*>(p + i) + 4096 + off);
+        for (int64_t off = 0; off < kStep * 4; off += 64)
+          prefetch_l2(reinterpret_cast<const char*>(p + i) + 4096 + off);
       }
       a0 = vadd(a0, vload(p + i));
       a1 = vadd(a1, vload(p + i + kLanes));
@@ -84,37 +83,52 @@ float read_all(const float* p, int64_t n) {
   return total;
 }
 
-struct Baseline {
-  double read_gbs, copy_gbs, fork_join_us;
+// Read bandwidth probe: a 256 MiB buffer (>> 32 MiB L3) read by all threads; the better of the two read kernels,
+// each the median of `reps` passes. The host is shared and its bandwidth drifts, so the bench re-measures it
+// next to every group of rows it compares against it.
+struct ReadProbe {
+  static constexpr int64_t kBytes = int64_t(256) << 20;
+  Buffer buf = alloc(size_t(kBytes));
+  double min_gbs = 1e30, max_gbs = 0;
+  ReadProbe() {
+    float* p = reinterpret_cast<float*>(buf.get());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < kBytes / 4; ++i) p[i] = float(i & 1023) * 1e-3f;  // first touch by the readers
+  }
+  double read_gbs(int reps) {
+    const float* p = reinterpret_cast<const float*>(buf.get());
+    volatile float sink = 0;
+    const double t = std::min(median_time([&](int) { sink = sink + read_all<false>(p, kBytes / 4); }, 1, reps, reps, 0),
+                              median_time([&](int) { sink = sink + read_all<true>(p, kBytes / 4); }, 1, reps, reps, 0));
+    const double gbs = double(kBytes) / t * 1e-9;
+    min_gbs = std::min(min_gbs, gbs);
+    max_gbs = std::max(max_gbs, gbs);
+    return gbs;
+  }
 };
 
-Baseline measure_baseline(bool quick) {
-  const int64_t bytes = int64_t(quick ? 256 : 512) << 20;  // >> 32 MiB L3
-  Buffer a = alloc(size_t(bytes)), b = alloc(size_t(bytes));
-  float* fa = reinterpret_cast<float*>(a.get());
-  const int64_t n = bytes / 4;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) fa[i] = float(i & 1023) * 1e-3f;  // first touch by the reading threads
+// memcpy bandwidth (read + write bytes) and the cost of an empty OpenMP parallel region, for context.
+void print_context(ReadProbe& probe) {
+  const int64_t bytes = ReadProbe::kBytes;
+  Buffer b = alloc(size_t(bytes));
   std::memset(b.get(), 0, size_t(bytes));
-  volatile float sink = 0;
-  // The better of the two read kernels, each the median of 9 passes.
-  const double tr = std::min(median_time([&](int) { sink = sink + read_all<false>(fa, n); }, 1, 9, 9, 0),
-                             median_time([&](int) { sink = sink + read_all<true>(fa, n); }, 1, 9, 9, 0));
   const int nt = omp_get_max_threads();
   const double tc = median_time(
       [&](int) {
 #pragma omp parallel for schedule(static)
         for (int c = 0; c < nt; ++c)
-          std::memcpy(b.get() + bytes / nt * c, a.get() + bytes / nt * c, size_t(bytes / nt));
+          std::memcpy(b.get() + bytes / nt * c, probe.buf.get() + bytes / nt * c, size_t(bytes / nt));
       },
       1, 5, 5, 0);
+  volatile float sink = 0;
   const double tf = median_time(
       [&](int) {
 #pragma omp parallel
         { sink = sink + 0.0f; }
       },
       100, 2000, 2000, 0);
-  return {double(bytes) / tr * 1e-9, 2.0 * double(bytes) / tc * 1e-9, tf * 1e6};
+  std::printf("context: memcpy %.1f GB/s (read + write), empty omp parallel region %.2f us\n",
+              2.0 * double(bytes) / tc * 1e-9, tf * 1e6);
 }
 
 // Pool of `copies` weight matrices (N, K) of one dtype, filled with values in [-1, 1].
@@ -132,8 +146,14 @@ struct WeightPool {
     for (size_t i = 0; i < pattern.size(); i += sllm::dtype_size(dt)) {
       const float v = u(rng);
       if (dt == DType::F32) std::memcpy(&pattern[i], &v, 4);
-      if (dt == DType::F16) { const uint16_t h = sllm::f32_to_f16(v); std::memcpy(&pattern[i], &h, 2); }
-      if (dt == DType::BF16) { const uint16_t h = sllm::f32_to_bf16(v); std::memcpy(&pattern[i], &h, 2); }
+      if (dt == DType::F16) {
+        const uint16_t h = sllm::f32_to_f16(v);
+        std::memcpy(&pattern[i], &h, 2);
+      }
+      if (dt == DType::BF16) {
+        const uint16_t h = sllm::f32_to_bf16(v);
+        std::memcpy(&pattern[i], &h, 2);
+      }
     }
     const size_t total = bytes * size_t(copies);
     for (size_t off = 0; off < total; off += pattern.size())
@@ -146,8 +166,11 @@ struct Shape {
   int64_t K, N;
   const char* name;
 };
-constexpr Shape kShapes[] = {{576, 576, "q/o 576x576"},    {576, 192, "k/v 576->192"}, {576, 1536, "gate/up 576->1536"},
-                             {1536, 576, "down 1536->576"}, {576, 49152, "lm_head 576->49152"}};
+constexpr Shape kShapes[] = {{576, 576, "q/o 576x576"},
+                             {576, 192, "k/v 576->192"},
+                             {576, 1536, "gate/up 576->1536"},
+                             {1536, 576, "down 1536->576"},
+                             {576, 49152, "lm_head 576->49152"}};
 constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
 
 using LinearFn = void (*)(const float*, int64_t, int64_t, int64_t, const void*, DType, int64_t, const float*, float*,
@@ -158,8 +181,8 @@ double time_linear(LinearFn fn, const WeightPool& pool, int64_t T, int64_t K, in
                    std::vector<float>& x, std::vector<float>& y, bool quick) {
   const double flops = 2.0 * double(T) * double(K) * double(N);
   const int max_reps = flops > 1e9 ? 5 : 400;
-  return median_time([&](int i) { fn(x.data(), T, K, K, pool.get(i), dt, N, nullptr, y.data(), N); }, 2,
-                     quick ? 3 : 5, quick ? std::min(max_reps, 50) : max_reps, quick ? 0.05 : 0.25);
+  return median_time([&](int i) { fn(x.data(), T, K, K, pool.get(i), dt, N, nullptr, y.data(), N); }, 2, quick ? 3 : 5,
+                     quick ? std::min(max_reps, 50) : max_reps, quick ? 0.05 : 0.25);
 }
 
 }  // namespace
@@ -170,29 +193,42 @@ int main(int argc, char** argv) {
   std::vector<int64_t> Ts;
   std::vector<DType> dtypes(std::begin(kDTypes), std::end(kDTypes));
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--table-only")) table_only = true;
-    else if (!std::strcmp(argv[i], "--peak") && i + 1 < argc) peak = std::atof(argv[++i]);
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--table-only"))
+      table_only = true;
+    else if (!std::strcmp(argv[i], "--peak") && i + 1 < argc)
+      peak = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
+      omp_set_num_threads(std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--t") && i + 1 < argc) {
-      for (char* p = argv[++i]; *p;) { Ts.push_back(std::strtoll(p, &p, 10)); if (*p == ',') ++p; else break; }
+      for (char* p = argv[++i]; *p;) {
+        Ts.push_back(std::strtoll(p, &p, 10));
+        if (*p == ',')
+          ++p;
+        else
+          break;
+      }
     } else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) {
       const char* d = argv[++i];
       dtypes = {!std::strcmp(d, "f16") ? DType::F16 : !std::strcmp(d, "bf16") ? DType::BF16 : DType::F32};
     } else {
-      std::printf("usage: %s [--quick] [--peak GFLOPS] [--threads N] [--t 1,8,512] [--dtype f32|f16|bf16] "
-                  "[--table-only]\n", argv[0]);
+      std::printf(
+          "usage: %s [--quick] [--peak GFLOPS] [--threads N] [--t 1,8,512] [--dtype f32|f16|bf16] "
+          "[--table-only]\n",
+          argv[0]);
       return 2;
     }
   }
-  if (Ts.empty()) Ts = quick ? std::vector<int64_t>{1, 8, 64, 512} : std::vector<int64_t>{1, 2, 4, 8, 15, 16, 64, 128, 512};
+  if (Ts.empty())
+    Ts = quick ? std::vector<int64_t>{1, 8, 64, 512} : std::vector<int64_t>{1, 2, 4, 8, 15, 16, 64, 128, 512};
   const int nthreads = omp_get_max_threads();
   std::printf("bench_matmul: %s kernels, %d threads, GEMM from T >= %lld, FMA peak %.0f GFLOP/s (assumed)\n",
               sllm::cpu::linear_isa_name(), nthreads, static_cast<long long>(sllm::cpu::linear_gemm_min_tokens()),
               peak);
-  const Baseline bl = measure_baseline(quick);
-  std::printf("baseline: read %.1f GB/s, memcpy %.1f GB/s (read+write), empty omp parallel region %.2f us\n\n",
-              bl.read_gbs, bl.copy_gbs, bl.fork_join_us);
+  ReadProbe probe;
+  print_context(probe);
+  std::printf("%%bw = weight bytes per call / time against the read bandwidth measured just before that group\n\n");
 
   const size_t pool_bytes = size_t(quick ? 128 : 256) << 20;
   std::vector<float> x(size_t(512 * 1536)), y(size_t(512) * 49152);
@@ -201,40 +237,52 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (auto& v : x) v = u(rng);
   }
-  std::printf("%-20s %-5s %4s %11s %9s %9s %7s %7s %7s\n", "shape (K->N)", "dtype", "T", "time_us", "GB/s",
-              "GFLOP/s", "%bw", "%peak", "%roof");
+  std::printf("%-20s %-5s %4s %11s %9s %9s %7s %7s %7s\n", "shape (K->N)", "dtype", "T", "time_us", "GB/s", "GFLOP/s",
+              "%bw", "%peak", "%roof");
   for (const Shape& s : kShapes) {
     for (DType dt : dtypes) {
       const WeightPool pool(s.N, s.K, dt, pool_bytes);
+      const double bw = probe.read_gbs(5);
+      std::printf("%-20s %-5s  (read baseline now %.1f GB/s)\n", s.name, sllm::dtype_name(dt), bw);
       for (int64_t T : Ts) {
         if (quick && s.N > 10000 && T > 64) continue;
         const double t = time_linear(&sllm::cpu::linear, pool, T, s.K, s.N, dt, x, y, quick);
         const double gbs = double(pool.bytes) / t * 1e-9;
         const double gflops = 2.0 * double(T) * double(s.K) * double(s.N) / t * 1e-9;
         // Roofline: the time the call could take at best, bandwidth- or compute-bound.
-        const double ideal = std::max(double(pool.bytes) / (bl.read_gbs * 1e9), 2.0 * T * s.K * s.N / (peak * 1e9));
+        const double ideal = std::max(double(pool.bytes) / (bw * 1e9), 2.0 * T * s.K * s.N / (peak * 1e9));
         std::printf("%-20s %-5s %4lld %11.1f %9.1f %9.1f %6.1f%% %6.1f%% %6.1f%%\n", s.name, sllm::dtype_name(dt),
-                    static_cast<long long>(T), t * 1e6, gbs, gflops, 100 * gbs / bl.read_gbs, 100 * gflops / peak,
+                    static_cast<long long>(T), t * 1e6, gbs, gflops, 100 * gbs / bw, 100 * gflops / peak,
                     100 * ideal / t);
       }
     }
   }
 
-  if (table_only) return 0;
+  if (table_only) {
+    std::printf("\nread baseline over the run: %.1f .. %.1f GB/s\n", probe.min_gbs, probe.max_gbs);
+    return 0;
+  }
 
   // A whole SmolLM2-135M decode token: 30 layers x (q, k, v, o, gate, up, down) + lm_head, cold weights.
   std::printf("\ndecode token (211 linear calls, T = 1, weights laid out one after the other):\n");
   for (DType dt : dtypes) {
-    struct Call { int64_t K, N; size_t off; };
+    struct Call {
+      int64_t K, N;
+      size_t off;
+    };
     std::vector<Call> calls;
     size_t total = 0;
     const int64_t layer[7][2] = {{576, 576}, {576, 192}, {576, 192}, {576, 576}, {576, 1536}, {576, 1536}, {1536, 576}};
     for (int l = 0; l < 30; ++l)
-      for (const auto& kn : layer) { calls.push_back({kn[0], kn[1], total}); total += size_t(kn[0] * kn[1]) * sllm::dtype_size(dt); }
+      for (const auto& kn : layer) {
+        calls.push_back({kn[0], kn[1], total});
+        total += size_t(kn[0] * kn[1]) * sllm::dtype_size(dt);
+      }
     calls.push_back({576, 49152, total});
     total += size_t(576 * 49152) * sllm::dtype_size(dt);
     Buffer w = alloc(total);
     std::memset(w.get(), 0, total);
+    const double bw = probe.read_gbs(5);
     const double t = median_time(
         [&](int) {
           for (const Call& c : calls)
@@ -242,8 +290,8 @@ int main(int argc, char** argv) {
         },
         2, quick ? 5 : 15, 50, 0);
     const double gbs = double(total) / t * 1e-9;
-    std::printf("  %-5s %7.1f MB  %8.3f ms/token  %6.1f GB/s  %5.1f%% of read bandwidth\n", sllm::dtype_name(dt),
-                double(total) * 1e-6, t * 1e3, gbs, 100 * gbs / bl.read_gbs);
+    std::printf("  %-5s %7.1f MB  %8.3f ms/token  %6.1f GB/s  %5.1f%% of read bandwidth (%.1f GB/s)\n",
+                sllm::dtype_name(dt), double(total) * 1e-6, t * 1e3, gbs, 100 * gbs / bw, bw);
   }
 
   // Per-call overhead: a tiny problem on all threads vs one thread, and T = 1 on one thread for the small shapes.
@@ -269,7 +317,7 @@ int main(int argc, char** argv) {
                   flops / tm * 1e-9);
     }
   }
-  const Baseline bl2 = measure_baseline(true);
-  std::printf("\nbaseline again at the end: read %.1f GB/s (start: %.1f)\n", bl2.read_gbs, bl.read_gbs);
+  probe.read_gbs(5);
+  std::printf("\nread baseline over the run: %.1f .. %.1f GB/s\n", probe.min_gbs, probe.max_gbs);
   return 0;
 }

@@ -14,7 +14,7 @@ namespace sllm::cli {
 namespace fs = std::filesystem;
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
-  app.add_option("-m,--model", a.model, "Model: a Hugging Face directory (config.json + safetensors)")->required();
+  app.add_option("-m,--model", a.model, "Model: a Hugging Face directory (config.json + safetensors), a .gguf or a streamllm .h5 file")->required();
   app.add_option("--dtype", a.dtype, "Store weights as f32, f16 or bf16 (default: as in the file)");
   app.add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own")
       ->check(CLI::ExistingFile);
@@ -25,14 +25,16 @@ Loaded load(const ModelArgs& a, bool need_tokenizer) {
   if (a.threads > 0) omp_set_num_threads(a.threads);
   LoadOptions lo;
   if (!a.dtype.empty()) lo.dtype = parse_dtype(a.dtype);
-  Loaded l{load_model(a.model, lo), std::nullopt};
-  const fs::path tj = a.tokenizer.empty() ? fs::path(a.model) / "tokenizer.json" : fs::path(a.tokenizer);
-  if (fs::exists(tj))
-    l.tok = Tokenizer::from_json_file(tj.string());
-  else if (need_tokenizer)
-    throw Error(a.model + ": no tokenizer.json in the model directory (give one with --tokenizer)");
+  Loaded l = load_bundle(a.model, lo);
+  std::string tok_src = a.model;
+  if (!a.tokenizer.empty()) {
+    tok_src = a.tokenizer;
+    l.tokenizer_json = read_text_file(a.tokenizer, size_t(256) << 20);
+    l.tok = Tokenizer::from_json_string(l.tokenizer_json, a.tokenizer);
+  }
+  if (!l.tok && need_tokenizer) throw Error(a.model + ": the model has no tokenizer (give one with --tokenizer)");
   if (l.tok && l.tok->vocab_size() > l.model.cfg.vocab_size)
-    throw Error(tj.string() + ": tokenizer has " + std::to_string(l.tok->vocab_size()) +
+    throw Error(tok_src + ": tokenizer has " + std::to_string(l.tok->vocab_size()) +
                 " tokens but the model's vocabulary is " + std::to_string(l.model.cfg.vocab_size));
   return l;
 }

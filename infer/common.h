@@ -7,7 +7,7 @@
 #include <string>       // std::string
 #include <vector>       // std::vector
 
-#include "model/model.h"          // Model
+#include "model/bundle.h"         // ModelBundle, load_bundle
 #include "tokenizer/tokenizer.h"  // Tokenizer
 
 namespace sllm::cli {
@@ -20,11 +20,8 @@ struct ModelArgs {
 };
 void add_model_args(CLI::App& app, ModelArgs& a);
 
-struct Loaded {
-  Model model;
-  std::optional<Tokenizer> tok;
-};
-// Loads the model and, when the directory has one, tokenizer.json. Applies --threads.
+using Loaded = ModelBundle;
+// Loads the model (HF directory, .gguf or .h5) with its tokenizer (or --tokenizer). Applies --threads.
 Loaded load(const ModelArgs& a, bool need_tokenizer);
 
 std::string human_bytes(double b);

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\nstreamllm: error: %s\n", e.what());
+    std::fprintf(stderr, "streamllm: error: %s\n", e.what());
     return 1;
   }
   return 0;

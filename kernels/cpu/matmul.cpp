@@ -1,32 +1,33 @@
 // streamllm CPU kernels: linear layers, Y = X W^T + b (matmul.h), and the scalar reference.
 //
-// Algorithm. Two kernels, picked by the number of tokens T:
-//  * T < linear_gemm_min_tokens(): GEMV (matmul_gemv.cpp). Decode is memory-bound: every weight byte is used
-//    once per token, so the goal is to read W at full memory bandwidth. Rows are split evenly between the
-//    OpenMP threads (static schedule, one contiguous range each); a tile of up to 8 rows x up to 4 tokens is a
-//    set of dot products along k with one SIMD accumulator per (row, token), W widened to f32 in registers
-//    (f16: vcvtph2ps, bf16: zero-extend + shift by 16). For T > 4 (chunked decode) a 16-bit row block is
-//    widened once into a thread-local scratch and the token groups reuse it from L1.
-//  * T >= linear_gemm_min_tokens(): GEMM (matmul_gemm.cpp). Prefill is compute-bound. X is packed transposed
-//    (k-major, 32 tokens per block) once per call; each thread takes an even share of 12-row blocks of W,
-//    widens a block to f32 into a thread-local panel once and runs a 12 x 32 outer-product micro-kernel
-//    (24 zmm accumulators, 2 vector loads + 12 broadcasts per 24 FMAs) over every token block.
-//  Small problems run on the calling thread (the OpenMP fork/join costs a few microseconds).
+// Algorithm. Two kernels, picked by the number of tokens T (measured crossover on Zen 4: T = 8):
+//  * T < 8: GEMV (matmul_gemv.cpp). Decode is memory-bound: every weight byte is used once per token, so the
+//    goal is to read W at the memory bandwidth. Each OpenMP thread takes one contiguous half of the rows; a tile
+//    of 8 rows x up to 2 tokens (4 rows x 3-4 tokens) is a set of dot products along k with one SIMD
+//    accumulator per (row, token), W widened to f32 in registers (f16: vcvtph2ps, bf16: zero-extend + shift
+//    left 16). Rows are short streams (576 f16 = 18 cache lines) that the hardware prefetcher starts too late,
+//    so each tile prefetches the next one into L2 while it computes (16-bit decode: ~50% -> ~95% of bandwidth).
+//  * T >= 8: GEMM (matmul_gemm.cpp). Prefill is compute-bound. X is packed k-major in blocks of 32 / 16 / 8
+//    tokens, each thread widens blocks of 12 rows of W into an f32 panel once and runs a 12 x 32 outer-product
+//    micro-kernel (24 zmm accumulators, broadcast weights, vector token loads) over every token block.
+//  Small problems run on the calling thread (an OpenMP fork/join costs ~1 us, the 576 -> 192 decode ~8 us).
 //  The same templates compile to AVX-512 (16 lanes), AVX2+FMA+F16C (8 lanes) or scalar code (matmul_simd.h).
 //
-// Numerics. Products and sums in f32 with FMA; the 16-bit weights are widened exactly. GEMV: each lane
-// accumulates K / 16 products, then the lanes are summed pairwise. GEMM: each output accumulates its K products
-// in order. The bias is added last. Error bound |y - y_exact| <= ~K * 2^-24 * sum_k |x_k w_k| in the worst
-// case; on random data it is ~sqrt(K) * 2^-24 * that sum (tests use 1e-5 * sum |x w| up to K = 4096).
-// linear_reference accumulates in double and is exact to f32 rounding of the result.
+// Numerics. Products and sums in f32 with FMA; 16-bit weights are widened exactly, so all three dtypes compute
+// on exactly the stored values. GEMV: each lane accumulates ~K / 16 products, then the lanes are summed
+// pairwise. GEMM: each output accumulates its K products in k order. The bias is added last. Worst-case error
+// |y - y_exact| <~ K * 2^-24 * sum_k |x_k w_k| (GEMM; K / 16 for GEMV); on random data it is ~sqrt(K) * 2^-24
+// times that sum, and the tests hold both paths to 1e-5 * sum |x w| up to K = 4096. The split over threads does
+// not change any output's arithmetic: results are bit-identical for any thread count.
+// linear_reference accumulates in double and rounds once.
 #include "cpu/matmul.h"
 
 #include <cstdint>  // int64_t, uint16_t
 #include <string>   // std::string
 
-#include "core/error.h"            // SLLM_CHECK
-#include "cpu/matmul_internal.h"   // linear_gemv, linear_gemm
-#include "cpu/matmul_simd.h"       // mm::kIsaName
+#include "core/error.h"           // SLLM_CHECK
+#include "cpu/matmul_internal.h"  // linear_gemv, linear_gemm
+#include "cpu/matmul_simd.h"      // mm::kIsaName
 
 namespace sllm::cpu {
 
@@ -34,8 +35,8 @@ int64_t linear_gemm_min_tokens() { return 8; }
 
 const char* linear_isa_name() { return mm::kIsaName; }
 
-void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
-            const float* bias, float* Y, int64_t ldy) {
+void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N, const float* bias,
+            float* Y, int64_t ldy) {
   SLLM_CHECK(wtype == DType::F32 || wtype == DType::F16 || wtype == DType::BF16,
              std::string("linear: weight dtype must be f32, f16 or bf16, got ") + dtype_name(wtype));
   if (T <= 0 || N <= 0) return;
@@ -54,10 +55,14 @@ void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DT
 namespace {
 double weight_at(const void* W, DType wtype, int64_t i) {
   switch (wtype) {
-    case DType::F32: return static_cast<const float*>(W)[i];
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(W)[i]);
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(W)[i]);
-    default: return 0.0;
+    case DType::F32:
+      return static_cast<const float*>(W)[i];
+    case DType::F16:
+      return f16_to_f32(static_cast<const uint16_t*>(W)[i]);
+    case DType::BF16:
+      return bf16_to_f32(static_cast<const uint16_t*>(W)[i]);
+    default:
+      return 0.0;
   }
 }
 }  // namespace

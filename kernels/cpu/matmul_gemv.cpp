@@ -1,4 +1,5 @@
-// streamllm CPU kernels: the GEMV path of `linear` (decode, T small). See matmul.cpp for the overall design.
+// streamllm CPU kernels: the GEMV path of `linear` (decode, T < linear_gemm_min_tokens()). See matmul.cpp for
+// the overall design.
 //
 // Y[t, n] = X[t, :] . W[n, :] computed as dot products along k: W rows are read straight from memory (each
 // byte once per call when T <= kTokGroup) and widened to f32 in registers, so the cost is the weight bytes over
@@ -8,6 +9,7 @@
 #include <omp.h>  // omp_get_max_threads
 
 #include <algorithm>  // std::min
+#include <cstdint>    // int64_t, uintptr_t
 
 #include "cpu/matmul_internal.h"  // linear_gemv
 #include "cpu/matmul_simd.h"      // vf, vload, wload, hsum_n, kLanes
@@ -21,15 +23,18 @@ using namespace mm;
 #if defined(SLLM_MM_AVX512)
 constexpr int kRowBlock = 8;
 constexpr int kTokGroup = 4;
-template <int MT> constexpr int kTileRows = MT <= 2 ? 8 : 4;
+template <int MT>
+constexpr int kTileRows = MT <= 2 ? 8 : 4;
 #elif defined(SLLM_MM_AVX2)
 constexpr int kRowBlock = 4;
 constexpr int kTokGroup = 2;
-template <int MT> constexpr int kTileRows = 4;
+template <int MT>
+constexpr int kTileRows = 4;
 #else
 constexpr int kRowBlock = 4;
 constexpr int kTokGroup = 4;
-template <int MT> constexpr int kTileRows = 4;
+template <int MT>
+constexpr int kTileRows = 4;
 #endif
 
 // Below this many weight elements a call runs on the calling thread: fork/join would cost more than it saves.
@@ -46,7 +51,7 @@ inline const void* row_ptr(const void* w, int64_t row, int64_t K) {
 // picks up too late; prefetching the next tile while computing this one (distance = one tile, into L2; measured
 // better than L1 or two tiles) takes the 16-bit GEMV from ~50% to ~90% of the memory bandwidth.
 template <DType DT, int MT, int R>
-inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, float* out, const char* pf) {
+inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, float* out, uintptr_t pf) {
   vf acc[MT][R];
   for (int t = 0; t < MT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = vzero();
@@ -54,7 +59,7 @@ inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, floa
   constexpr int kPfBytes = R > 1 ? R * kLanes * kWBytes<DT> : 0;  // per k step
   for (int64_t k = 0; k < kv; k += kLanes) {
     if constexpr (kPfBytes >= 64) {
-      for (int i = 0; i < kPfBytes; i += 64) prefetch_l2(pf + i);
+      for (int i = 0; i < kPfBytes; i += 64) prefetch_l2(reinterpret_cast<const void*>(pf + i));
       pf += kPfBytes;
     }
     vf xv[MT];
@@ -78,31 +83,42 @@ inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, floa
 
 // Y[t0 + t, n0 + r] for t < MT and r < rows (<= kRowBlock), tiles of kTileRows<MT> rows, then single rows.
 template <DType DT, int MT>
-void rows_x_tokens(const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows, const float* bias,
-                   float* y, int64_t ldy) {
+void rows_x_tokens(const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows, const float* bias, float* y,
+                   int64_t ldy) {
   constexpr int R = kTileRows<MT>;
   float out[MT * R];
   int64_t r0 = 0;
   for (; r0 + R <= rows; r0 += R) {
-    dot_tile<DT, MT, R>(x, ldx, row_ptr<DT>(w, r0, K), K, out, static_cast<const char*>(row_ptr<DT>(w, r0 + R, K)));
+    // (The prefetch address may lie past the matrix: prefetches never fault, so it is kept as an integer.)
+    dot_tile<DT, MT, R>(x, ldx, row_ptr<DT>(w, r0, K), K, out,
+                        reinterpret_cast<uintptr_t>(w) + uintptr_t((r0 + R) * K * kWBytes<DT>));
     for (int t = 0; t < MT; ++t)
       for (int r = 0; r < R; ++r) y[t * ldy + r0 + r] = out[t * R + r] + (bias ? bias[r0 + r] : 0.0f);
   }
   for (; r0 < rows; ++r0) {
-    dot_tile<DT, MT, 1>(x, ldx, row_ptr<DT>(w, r0, K), K, out, nullptr);
+    dot_tile<DT, MT, 1>(x, ldx, row_ptr<DT>(w, r0, K), K, out, 0);
     for (int t = 0; t < MT; ++t) y[t * ldy + r0] = out[t] + (bias ? bias[r0] : 0.0f);
   }
 }
 
 template <DType DT>
-void tokens_group(int mt, const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows,
-                  const float* bias, float* y, int64_t ldy) {
+void tokens_group(int mt, const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows, const float* bias,
+                  float* y, int64_t ldy) {
   switch (mt) {
-    case 1: rows_x_tokens<DT, 1>(x, ldx, w, K, rows, bias, y, ldy); break;
-    case 2: if constexpr (kTokGroup >= 2) rows_x_tokens<DT, 2>(x, ldx, w, K, rows, bias, y, ldy); break;
-    case 3: if constexpr (kTokGroup >= 3) rows_x_tokens<DT, 3>(x, ldx, w, K, rows, bias, y, ldy); break;
-    case 4: if constexpr (kTokGroup >= 4) rows_x_tokens<DT, 4>(x, ldx, w, K, rows, bias, y, ldy); break;
-    default: break;
+    case 1:
+      rows_x_tokens<DT, 1>(x, ldx, w, K, rows, bias, y, ldy);
+      break;
+    case 2:
+      if constexpr (kTokGroup >= 2) rows_x_tokens<DT, 2>(x, ldx, w, K, rows, bias, y, ldy);
+      break;
+    case 3:
+      if constexpr (kTokGroup >= 3) rows_x_tokens<DT, 3>(x, ldx, w, K, rows, bias, y, ldy);
+      break;
+    case 4:
+      if constexpr (kTokGroup >= 4) rows_x_tokens<DT, 4>(x, ldx, w, K, rows, bias, y, ldy);
+      break;
+    default:
+      break;
   }
 }
 
@@ -118,8 +134,8 @@ void row_block(const float* X, int64_t T, int64_t K, int64_t ldx, const void* w,
 }
 
 template <DType DT>
-void gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
-          float* Y, int64_t ldy) {
+void gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias, float* Y,
+          int64_t ldy) {
   const int64_t nblk = (N + kRowBlock - 1) / kRowBlock;
   const bool par = N * K * T >= kMinParallelElems && omp_get_max_threads() > 1;
 #pragma omp parallel if (par)
@@ -140,10 +156,17 @@ void gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int6
 void linear_gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
                  const float* bias, float* Y, int64_t ldy) {
   switch (wtype) {
-    case DType::F32: gemv<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy); break;
-    case DType::F16: gemv<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy); break;
-    case DType::BF16: gemv<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy); break;
-    default: break;  // the front-end (linear) rejects other dtypes
+    case DType::F32:
+      gemv<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy);
+      break;
+    case DType::F16:
+      gemv<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy);
+      break;
+    case DType::BF16:
+      gemv<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy);
+      break;
+    default:
+      break;  // the front-end (linear) rejects other dtypes
   }
 }
 

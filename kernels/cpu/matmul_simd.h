@@ -7,8 +7,12 @@
 // The kernels in matmul_gemv.cpp and matmul_gemm.cpp are templates over these names and over the weight
 // dtype, so a change to the algorithm is made once for all three.
 #pragma once
+#include <cstddef>  // size_t
 #include <cstdint>  // int64_t, uint16_t, uint32_t
+#include <cstdlib>  // std::aligned_alloc, std::free
 #include <cstring>  // std::memcpy
+#include <memory>   // std::unique_ptr
+#include <new>      // std::bad_alloc
 
 // SLLM_MM_AVX2: 8-lane path (also the half-width vectors of the AVX-512 path); SLLM_MM_AVX512: 16-lane path.
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -155,6 +159,29 @@ inline void prefetch_l2(const void* p) {
 template <DType DT>
 inline constexpr int kWBytes = DT == DType::F32 ? 4 : 2;
 
+// Grow-only scratch of floats aligned to a cache line, so that packed panels never split a vector load or
+// store across two lines (std::vector only guarantees 16 bytes).
+class AlignedScratch {
+ public:
+  float* get(size_t n) {
+    if (n > cap_) {
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, bytes);
+      if (!p) throw std::bad_alloc();
+      buf_.reset(static_cast<float*>(p));
+      cap_ = bytes / sizeof(float);
+    }
+    return buf_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> buf_;
+  size_t cap_ = 0;
+};
+
 // kLanes consecutive weights W[i .. i + kLanes) of dtype DT, as f32.
 template <DType DT>
 inline vf wload(const void* w, int64_t i) {
@@ -163,11 +190,15 @@ inline vf wload(const void* w, int64_t i) {
   } else {
     const uint16_t* p = static_cast<const uint16_t*>(w) + i;
 #if defined(SLLM_MM_AVX2)
-    if constexpr (DT == DType::F16) return vcvt_f16(vload_h(p));
-    else return vcvt_bf16(vload_h(p));
+    if constexpr (DT == DType::F16)
+      return vcvt_f16(vload_h(p));
+    else
+      return vcvt_bf16(vload_h(p));
 #else
-    if constexpr (DT == DType::F16) return f16_to_f32(*p);
-    else return bf16_to_f32(*p);
+    if constexpr (DT == DType::F16)
+      return f16_to_f32(*p);
+    else
+      return bf16_to_f32(*p);
 #endif
   }
 }
