@@ -64,6 +64,9 @@ inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, floa
     }
     vf xv[MT];
     for (int t = 0; t < MT; ++t) xv[t] = vload(x + t * ldx + k);
+#if defined(SLLM_MM_XREG)
+    for (int t = 0; t < MT; ++t) __asm__("" : "+v"(xv[t]));
+#endif
     for (int r = 0; r < R; ++r) {
       const vf wv = wload<DT>(w, r * K + k);
       for (int t = 0; t < MT; ++t) acc[t][r] = vfma(wv, xv[t], acc[t][r]);
