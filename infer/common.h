@@ -44,5 +44,7 @@ class Progress {
 void register_generate(CLI::App& app);
 void register_ppl(CLI::App& app);
 void register_info(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_convert(CLI::App& app);
 
 }  // namespace sllm::cli

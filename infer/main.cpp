@@ -12,7 +12,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "streamllm 0.1.0");
   sllm::cli::register_generate(app);
   sllm::cli::register_ppl(app);
+  sllm::cli::register_chat(app);
   sllm::cli::register_info(app);
+  sllm::cli::register_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
