@@ -61,6 +61,13 @@ class CudaBackend final : public Backend {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   const char* name() const override { return "cuda"; }
+  bool host_memory() const override { return false; }
+  void upload(void* dst, const void* src, size_t n) override {
+    CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+  }
+  void download(void* dst, const void* src, size_t n) override {
+    CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+  }
 
   void* alloc(size_t bytes) override {
     void* p = nullptr;

@@ -33,6 +33,48 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
   cos_s_.resize(C * half);
   sin_s_.resize(C * half);
   pos_.resize(C);
+  if (be_.host_memory()) {
+    w_ = &m.w;
+    cos_d_ = cos_.data();
+    sin_d_ = sin_.data();
+    cos_s_d_ = cos_s_.data();
+    sin_s_d_ = sin_s_.data();
+    alibi_d_ = m.alibi.empty() ? nullptr : m.alibi.data();
+  } else {
+    place_weights();
+    w_ = &dw_;
+    cos_d_ = buf(C * half + 1);
+    sin_d_ = buf(C * half + 1);
+    cos_s_d_ = buf(C * half + 1);
+    sin_s_d_ = buf(C * half + 1);
+    ids_d_ = reinterpret_cast<int32_t*>(buf(C));
+    if (!m.alibi.empty()) {
+      float* a = buf(m.alibi.size());
+      be_.upload(a, m.alibi.data(), m.alibi.size() * sizeof(float));
+      alibi_d_ = a;
+    }
+    logits_host_.resize(C * size_t(c.vocab_size));
+  }
+}
+
+// Copies every weight into the backend's memory once (through the visitor, so names and shapes stay in one place).
+void Decoder::place_weights() {
+  std::vector<const Tensor*> src;
+  ModelWeights& mw = const_cast<ModelWeights&>(m_.w);
+  for_each_weight(m_.cfg, mw, [&](const WeightSlot& s) { src.push_back(s.dst); });
+  size_t i = 0;
+  for_each_weight(m_.cfg, dw_, [&](const WeightSlot& s) {
+    const Tensor& t = *src[i++];
+    if (t.empty()) return;
+    if (s.dst == &dw_.lm_head && t.data == m_.w.embed.data) {  // tied head: share the embedding
+      *s.dst = dw_.embed;
+      return;
+    }
+    void* p = be_.alloc(t.bytes());
+    allocs_.push_back(p);
+    be_.upload(p, t.data, t.bytes());
+    *s.dst = Tensor{p, t.dtype, t.shape};
+  });
 }
 
 Decoder::~Decoder() {
@@ -78,16 +120,16 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
     const bool two = S > 0 && t0 + T - 1 > S + R;
     if (two) {
       be_.copy_rows(q_, qd, qs_, qd, T, qd);
-      be_.rope(qs_, T, c.n_heads, hd, qd, c.rot_dims, cos_s_.data(), sin_s_.data(), c.rope_interleaved);
+      be_.rope(qs_, T, c.n_heads, hd, qd, c.rot_dims, cos_s_d_, sin_s_d_, c.rope_interleaved);
       q_sink = qs_;
     }
-    be_.rope(q_, T, c.n_heads, hd, qd, c.rot_dims, cos_.data(), sin_.data(), c.rope_interleaved);
-    be_.rope(k_, T, c.n_kv_heads, hd, kvd, c.rot_dims, cos_.data(), sin_.data(), c.rope_interleaved);
+    be_.rope(q_, T, c.n_heads, hd, qd, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
+    be_.rope(k_, T, c.n_kv_heads, hd, kvd, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
   }
   // 3. Cache write, then attention over sinks + window (the new tokens included).
   be_.kv_store(k_, kvd, v_, kvd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
   be_.attention(q_, q_sink, qd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
-                m_.alibi.empty() ? nullptr : m_.alibi.data(), nullptr, att_);
+                alibi_d_, nullptr, att_);
   be_.linear(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), proj_, D);
 }
 
@@ -123,16 +165,30 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
   if (c.pos == PosKind::RoPE && c.rot_dims > 0) {
     for (int64_t i = 0; i < T; ++i) pos_[size_t(i)] = cache.pos0() + t0 + i;
     cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_.data(), sin_.data());
+    const size_t tb = size_t(T * (c.rot_dims / 2)) * sizeof(float);
+    if (!be_.host_memory()) {
+      be_.upload(cos_d_, cos_.data(), tb);
+      be_.upload(sin_d_, sin_.data(), tb);
+    }
     if (S > 0 && t0 + T - 1 > S + R) {
       for (int64_t i = 0; i < T; ++i) pos_[size_t(i)] = cache.pos0() + std::min(t0 + i, S + R);
       cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_s_.data(), sin_s_.data());
+      if (!be_.host_memory()) {
+        be_.upload(cos_s_d_, cos_s_.data(), tb);
+        be_.upload(sin_s_d_, sin_s_.data(), tb);
+      }
     }
   }
 
-  be_.embedding(ids, T, m_.w.embed.data, m_.w.embed.dtype, D, x_);
+  const int32_t* ids_b = ids;
+  if (!be_.host_memory()) {
+    be_.upload(ids_d_, ids, size_t(T) * sizeof(int32_t));
+    ids_b = ids_d_;
+  }
+  be_.embedding(ids_b, T, w_->embed.data, w_->embed.dtype, D, x_);
   const NormOp nop = c.norm == NormKind::RMSNorm ? NormOp::RMS : NormOp::Layer;
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = m_.w.layers[size_t(l)];
+    const LayerWeights& L = w_->layers[size_t(l)];
     be_.norm(nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>(), c.norm_eps, T, D, xn_);
     attention_block(L, l, xn_, T, cache);
     if (c.parallel_residual) {
@@ -155,10 +211,12 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
   if (mode == Logits::None) return nullptr;
   const int64_t first = mode == Logits::All ? 0 : T - 1;
   const int64_t n = T - first;
-  be_.norm(nop, x_ + first * D, m_.w.final_norm_w.as<float>(), m_.w.final_norm_b.as<float>(), c.norm_eps, n, D,
+  be_.norm(nop, x_ + first * D, w_->final_norm_w.as<float>(), w_->final_norm_b.as<float>(), c.norm_eps, n, D,
            xn_);
-  be_.linear(xn_, n, D, D, m_.w.lm_head.data, m_.w.lm_head.dtype, c.vocab_size, nullptr, logits_, c.vocab_size);
-  return logits_;
+  be_.linear(xn_, n, D, D, w_->lm_head.data, w_->lm_head.dtype, c.vocab_size, nullptr, logits_, c.vocab_size);
+  if (be_.host_memory()) return logits_;
+  be_.download(logits_host_.data(), logits_, size_t(n * c.vocab_size) * sizeof(float));
+  return logits_host_.data();
 }
 
 double token_nll(const float* logits, int64_t vocab, int32_t target) {

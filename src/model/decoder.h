@@ -22,7 +22,7 @@ class Decoder {
   // Appends tokens ids[0..T) to the stream held by `cache` (T <= max_chunk and <= cache.max_chunk()), running
   // every layer with the streaming attention rule, and returns a pointer to the logits:
   //   Logits::All  -> (T, vocab), Logits::Last -> (1, vocab) for the last token, None -> nullptr.
-  // The pointer stays valid until the next call.
+  // The pointer is host memory (copied back from a device backend) and stays valid until the next call.
   const float* forward(const int32_t* ids, int64_t T, KVCache& cache, Logits mode);
 
   const Model& model() const { return m_; }
@@ -31,6 +31,7 @@ class Decoder {
 
  private:
   float* buf(size_t n);
+  void place_weights();
   void attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache);
   void mlp_block(const LayerWeights& L, const float* xn, int64_t T, float* out);
 
@@ -47,8 +48,15 @@ class Decoder {
   float *proj_, *mlp_;       // (C, D)
   float *h1_, *h2_;          // (C, F)
   float *logits_;            // (C, V)
-  std::vector<float> cos_, sin_, cos_s_, sin_s_;  // (C, rot_dims/2) rope tables: absolute / sink positions
+  std::vector<float> cos_, sin_, cos_s_, sin_s_;  // (C, rot_dims/2) rope tables on the host: absolute / sink
   std::vector<int64_t> pos_;
+  // What the backend reads: the host data itself on the CPU, device copies otherwise.
+  const ModelWeights* w_;       // the model's weights, or dw_
+  ModelWeights dw_;             // device copies of every weight (non-host backends)
+  float *cos_d_, *sin_d_, *cos_s_d_, *sin_s_d_;  // (C, rot_dims/2) each
+  int32_t* ids_d_ = nullptr;    // (C) token ids
+  const float* alibi_d_ = nullptr;  // (n_heads) slopes
+  std::vector<float> logits_host_;  // (C, V) logits copied back from a device
 };
 
 // Negative log-likelihood of `target` under a row of logits (log-sum-exp in double).

@@ -27,6 +27,11 @@ class Backend {
   // Memory: float buffers live where the backend computes.
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p) = 0;  // never throws (called from destructors)
+  // True when alloc() returns host memory (the CPU): the decoder then passes host data directly.
+  virtual bool host_memory() const = 0;
+  // Blocking copies between host memory and this backend's memory (memcpy on the CPU).
+  virtual void upload(void* dst, const void* src_host, size_t bytes) = 0;
+  virtual void download(void* dst_host, const void* src, size_t bytes) = 0;
 
   // Y(T,N) = X(T,K) W(N,K)^T + bias(N).  X row stride ldx, Y row stride ldy.
   virtual void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,

@@ -28,6 +28,9 @@ class CpuBackend final : public Backend {
         return;
       }
   }
+  bool host_memory() const override { return true; }
+  void upload(void* dst, const void* src, size_t n) override { std::memcpy(dst, src, n); }
+  void download(void* dst, const void* src, size_t n) override { std::memcpy(dst, src, n); }
   void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
               const float* bias, float* Y, int64_t ldy) override {
     cpu::linear(X, T, K, ldx, W, wt, N, bias, Y, ldy);
