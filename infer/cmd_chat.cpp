@@ -44,6 +44,7 @@ void run(ChatArgs& a) {
       std::fflush(stdout);
     });
     std::printf("\n");
+    std::fflush(stdout);
     if (a.stats)
       std::fprintf(stderr, "[turn %lld: %lld tokens streamed, %lld held, cache %s, peak rss %s]\n",
                    (long long)chat.turns(), (long long)chat.cache().n_past(), (long long)chat.cache().held(),
