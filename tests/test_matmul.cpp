@@ -1,7 +1,7 @@
 // Tests for sllm::cpu::linear (kernels/cpu/matmul.h): both internal paths (GEMV, GEMM) and the dispatching front
 // end, against linear_reference (double accumulation), for f32 / f16 / bf16 weights.
 //
-// Tolerance: |y - ref| <= kRelTol[dtype] * (sum_k |x_k * w_k| + |bias|). The kernels compute in f32 on exactly
+// Tolerance: |y - ref| <= rel_tol(dtype) * (sum_k |x_k * w_k| + |bias|). The kernels compute in f32 on exactly
 // widened weights, so the dtype only changes the data, not the error: the f32 rounding error of a K-term sum is
 // bounded by ~K * 2^-24 times that scale (worst case) and is ~sqrt(K) * 2^-24 on random data; 1e-5 holds up to
 // K = 4096 with a wide margin and still catches any wrong or missing term.

@@ -6,7 +6,7 @@
 // memory bandwidth. A tile is MT tokens x R rows with one SIMD accumulator each (MT * R independent FMA chains,
 // enough to hide the FMA latency); the lanes are reduced once per tile at the end. f32 accumulation, each
 // accumulator sums K / kLanes products, then a pairwise lane reduction.
-#include <omp.h>  // omp_get_max_threads
+#include <omp.h>  // omp_get_max_threads, omp_get_num_threads, omp_get_thread_num
 
 #include <algorithm>  // std::min
 #include <cstdint>    // int64_t, uintptr_t
@@ -49,7 +49,7 @@ inline const void* row_ptr(const void* w, int64_t row, int64_t K) {
 // pf: the next R * K weights (the next tile, contiguous after this one), prefetched into L2 a slice per k step.
 // The R rows of a tile are R short streams (a row of 576 f16 is 18 cache lines) that the hardware prefetcher
 // picks up too late; prefetching the next tile while computing this one (distance = one tile, into L2; measured
-// better than L1 or two tiles) takes the 16-bit GEMV from ~50% to ~90% of the memory bandwidth.
+// better than L1 or two tiles) takes the 16-bit GEMV from ~50% to 90-100% of the measured read bandwidth.
 template <DType DT, int MT, int R>
 inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, float* out, uintptr_t pf) {
   vf acc[MT][R];
@@ -64,9 +64,6 @@ inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, floa
     }
     vf xv[MT];
     for (int t = 0; t < MT; ++t) xv[t] = vload(x + t * ldx + k);
-#if defined(SLLM_MM_XREG)
-    for (int t = 0; t < MT; ++t) __asm__("" : "+v"(xv[t]));
-#endif
     for (int r = 0; r < R; ++r) {
       const vf wv = wload<DT>(w, r * K + k);
       for (int t = 0; t < MT; ++t) acc[t][r] = vfma(wv, xv[t], acc[t][r]);

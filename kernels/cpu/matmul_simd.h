@@ -1,9 +1,9 @@
 // streamllm CPU kernels: the small SIMD vocabulary the linear kernels are written in (internal header).
 //
 // One set of names, three implementations chosen at compile time from the same source:
-//   AVX-512F (16 lanes, 32 registers)  -> the fast path on Zen 4 / recent Xeons
-//   AVX2 + FMA + F16C (8 lanes, 16 registers) -> CI machines without AVX-512
-//   scalar (1 lane)                    -> any x86-64 / other CPU
+//   AVX-512F (+ AVX2, FMA, F16C): 16 lanes, 32 registers -> the fast path on Zen 4 / recent Xeons
+//   AVX2 + FMA + F16C:            8 lanes, 16 registers  -> CI machines without AVX-512 (x86-64-v3)
+//   scalar:                       1 lane                 -> any other CPU
 // The kernels in matmul_gemv.cpp and matmul_gemm.cpp are templates over these names and over the weight
 // dtype, so a change to the algorithm is made once for all three.
 #pragma once
@@ -24,7 +24,7 @@
 #endif
 
 // GCC 12's own AVX-512 intrinsics (`__m512 __Y = __Y;` placeholders) trip -W(maybe-)uninitialized once inlined
-// (GCC PR 105593). Only the kernel files include this header.
+// (GCC PR 105593). Only the matmul kernel files and bench_matmul include this header.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
