@@ -1,5 +1,7 @@
 #include "runtime/sysinfo.h"
 
+#include <malloc.h>  // malloc_trim
+
 #include <fstream>  // std::ifstream
 #include <string>   // std::string, std::getline
 
@@ -20,6 +22,7 @@ size_t rss_bytes() { return status_kb("VmRSS"); }
 size_t peak_rss_bytes() { return status_kb("VmHWM"); }
 
 bool reset_peak_rss() {
+  malloc_trim(0);  // hand freed heap pages back first, or the new baseline keeps the previous run's memory
   std::ofstream f("/proc/self/clear_refs");
   if (!f) return false;
   f << "5";
