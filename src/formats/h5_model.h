@@ -1,0 +1,35 @@
+// streamllm: the native model file, HDF5 (format description: docs/format.md).
+//
+// One file holds the config (our JSON, model/config_json.h), the tokenizer (HF tokenizer.json text and the chat
+// template) and every weight the visitor (model/weights.h) lists, under its HF name. load_h5 is declared in
+// model/bundle.h, next to the other formats' loaders, and reached through load_bundle.
+#pragma once
+#include <cstddef>     // size_t
+#include <functional>  // std::function
+#include <optional>    // std::optional
+#include <string>      // std::string
+
+#include "core/dtype.h"    // DType
+#include "model/bundle.h"  // ModelBundle
+
+namespace sllm {
+
+// Root attribute "streamllm.format": what the file is. A checkpoint (reserved, written by the trainer) is a model
+// file plus /optimizer and /train, so load_h5 reads both as models.
+inline constexpr const char* kH5FormatModel = "streamllm-model";
+inline constexpr const char* kH5FormatCheckpoint = "streamllm-checkpoint";
+// Root attributes "streamllm.version" (major) and "streamllm.version_minor". A reader refuses a newer major
+// version; minor versions only add things older readers may ignore.
+inline constexpr int kH5VersionMajor = 1;
+inline constexpr int kH5VersionMinor = 0;
+
+// Writes `b` to `path` atomically: everything goes to `<path>.tmp.<pid>`, which is flushed, closed, fsynced and
+// renamed over `path`; on any error (including an exception thrown by `progress`) the temporary is removed and
+// an existing file at `path` is untouched. Matrices are stored as `storage` (F32, F16 or BF16, converted with
+// round-to-nearest-even), or each in its own dtype when `storage` is nullopt (sources such as GGUF mix dtypes);
+// norms and biases always as f32. `progress(done, total)` counts tensor bytes written (may be empty). Throws
+// sllm::Error naming the file and tensor.
+void save_h5(const ModelBundle& b, const std::string& path, std::optional<DType> storage,
+             const std::function<void(size_t done, size_t total)>& progress = {});
+
+}  // namespace sllm
