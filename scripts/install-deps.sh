@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every system package streamllm needs to build and test (Debian 12). Idempotent; run as root.
 set -euo pipefail
-PKGS=(cmake g++ make pkg-config libcli11-dev nlohmann-json3-dev libgtest-dev libpcre2-dev libhdf5-dev libomp-dev)
+# clang + libclang-rt-14-dev: the libFuzzer targets (scripts/fuzz.sh, docs/fuzzing.md).
+PKGS=(cmake g++ make pkg-config libcli11-dev nlohmann-json3-dev libgtest-dev libpcre2-dev libhdf5-dev libomp-dev
+      clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

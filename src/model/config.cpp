@@ -51,6 +51,9 @@ void ModelConfig::validate(const std::string& where) const {
        "rotary dims (" + std::to_string(rot_dims) + ") must be even and at most head_dim (" + std::to_string(head_dim) + ")");
   need(std::isfinite(norm_eps) && norm_eps > 0, "norm epsilon must be positive");
   need(rope_theta > 0 && std::isfinite(rope_theta), "rope theta must be positive");
+  need(std::isfinite(attn_scale) && attn_scale >= 0, "attn_scale must be finite and >= 0 (0 = 1/sqrt(head_dim))");
+  need(std::isfinite(clip_qkv) && clip_qkv >= 0, "clip_qkv must be finite and >= 0 (0 = off)");
+  need(std::isfinite(alibi_bias_max) && alibi_bias_max > 0, "alibi_bias_max must be finite and positive");
 }
 
 namespace {
