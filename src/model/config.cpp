@@ -67,7 +67,13 @@ struct Reader {
   int64_t i(const char* k) const {
     if (!has(k)) throw Error(where + ": missing field '" + k + "'");
     if (!j[k].is_number_integer()) throw Error(where + ": field '" + std::string(k) + "' must be an integer");
-    return j[k].get<int64_t>();
+    // Every size in a config is far below 2^40; bounding here keeps all later arithmetic free of overflow.
+    if (j[k].is_number_unsigned() && j[k].get<uint64_t>() > (uint64_t(1) << 40))
+      throw Error(where + ": field '" + std::string(k) + "' is absurdly large");
+    const int64_t v = j[k].get<int64_t>();
+    if (v > (int64_t(1) << 40) || v < -(int64_t(1) << 40))
+      throw Error(where + ": field '" + std::string(k) + "' is absurdly large");
+    return v;
   }
   int64_t i(const char* k, int64_t def) const { return has(k) ? i(k) : def; }
   double f(const char* k, double def) const {
@@ -169,6 +175,7 @@ ModelConfig gpt_neox(const Reader& r) {
   double pct = r.f("rotary_pct", r.f("partial_rotary_factor", 1.0));
   if (r.has("rope_parameters") && r.j["rope_parameters"].is_object())
     pct = Reader{r.j["rope_parameters"], r.where}.f("partial_rotary_factor", pct);
+  if (!(pct >= 0 && pct <= 1)) throw Error(r.where + ": rotary_pct / partial_rotary_factor must be in [0, 1]");
   c.rot_dims = int64_t(double(c.head_dim) * pct);
   c.rope_theta = rope_theta_of(r, "rotary_emb_base", 10000.0);
   refuse_rope_scaling(r);
@@ -228,7 +235,11 @@ ModelConfig mpt(const Reader& r) {
   c.n_heads = r.i("n_heads");
   c.n_kv_heads = c.n_heads;
   c.head_dim = c.n_heads > 0 ? c.hidden / c.n_heads : 0;
-  c.ffn = int64_t(r.f("expansion_ratio", 4.0) * double(c.hidden));
+  const double ratio = r.f("expansion_ratio", 4.0);
+  if (!(ratio > 0 && ratio <= 64)) throw Error(r.where + ": expansion_ratio must be in (0, 64]");
+  const double ffn = ratio * double(c.hidden);
+  if (!(ffn >= 0 && ffn < double(int64_t(1) << 40))) throw Error(r.where + ": d_model * expansion_ratio is absurd");
+  c.ffn = int64_t(ffn);
   c.max_positions = r.i("max_seq_len", 2048);
   c.norm = NormKind::LayerNorm;
   c.norm_eps = float(r.f("layer_norm_epsilon", 1e-5));
