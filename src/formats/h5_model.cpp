@@ -222,6 +222,12 @@ Tensor load_tensor(const h5::File& f, hid_t weights, const WeightSlot& s, const 
     }
   }
   if (!t.data) {
+    // Never allocate from the shape alone: a 16 KB file can claim a 200M-row tensor with one chunk written. The
+    // bytes actually stored bound what we allocate (compression up to 1024x is allowed for h5py-written files).
+    const hsize_t stored = H5Dget_storage_size(ds.get());
+    if (double(stored) * 1024.0 < double(bytes))
+      throw Error(where.str() + ": stores " + std::to_string(stored) + " bytes for a tensor of " +
+                  std::to_string(bytes) + " bytes (partly written, or compressed beyond 1024x)");
     Buffer buf(bytes);
     h5::read_all(where, ds.get(), have, buf.data());
     t.data = buf.data();
