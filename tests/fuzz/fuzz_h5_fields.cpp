@@ -191,7 +191,7 @@ void edit_config(FuzzedDataProvider& p, hid_t root, ModelConfig& cur) {
           default: j[key] = interesting_int(p);
         }
       }
-      text = j.dump();
+      text = j.dump(-1, ' ', false, json::error_handler_t::replace);  // input strings need not be UTF-8
       break;
     }
     case 3: {  // not a string at all

@@ -6,16 +6,19 @@
 // line that names the file (DESIGN.md section 4); off by default so a run measures robustness, not wording.
 #pragma once
 #include <fcntl.h>     // open
+#include <signal.h>    // kill
 #include <sys/mman.h>  // memfd_create
 #include <unistd.h>    // write, close, unlink, access, getpid
 
-#include <cstddef>    // size_t
-#include <cstdint>    // uint8_t
-#include <cstdio>     // std::fprintf
-#include <cstdlib>    // std::abort, std::getenv
-#include <exception>  // std::exception
-#include <string>     // std::string
-#include <typeinfo>   // typeid
+#include <cerrno>      // errno, ESRCH
+#include <cstddef>     // size_t
+#include <cstdint>     // uint8_t
+#include <cstdio>      // std::fprintf, std::sscanf
+#include <cstdlib>     // std::abort, std::getenv
+#include <exception>   // std::exception
+#include <filesystem>  // std::filesystem (stale input files)
+#include <string>      // std::string
+#include <typeinfo>    // typeid
 
 #include "core/error.h"  // Error
 
@@ -29,9 +32,8 @@ class MemFile {
  public:
   MemFile(const uint8_t* data, size_t size, bool named = false) {
     if (named) {
-      const char* tmp = std::getenv("TMPDIR");
-      const char* dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : tmp ? tmp : "/tmp";
-      path_ = std::string(dir) + "/sllm-fuzz-" + std::to_string(::getpid()) + ".bin";
+      const std::string& dir = named_dir();
+      path_ = dir + "/sllm-fuzz-" + std::to_string(::getpid()) + ".bin";
       fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     } else {
       fd_ = ::memfd_create("fuzz-input", MFD_CLOEXEC);
@@ -60,6 +62,25 @@ class MemFile {
   const std::string& path() const { return path_; }
 
  private:
+  // The directory for named files; on first use, removes the files of earlier fuzzing processes that died on a
+  // finding (a crash skips the destructor), so long runs in fork mode do not fill the tmpfs.
+  static const std::string& named_dir() {
+    static const std::string dir = [] {
+      const char* tmp = std::getenv("TMPDIR");
+      const std::string d = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : tmp ? tmp : "/tmp";
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+        const std::string n = e.path().filename().string();
+        long pid = 0;
+        if (std::sscanf(n.c_str(), "sllm-fuzz-%ld.bin", &pid) == 1 && pid > 0 && ::kill(pid_t(pid), 0) != 0 &&
+            errno == ESRCH)
+          std::filesystem::remove(e.path(), ec);
+      }
+      return d;
+    }();
+    return dir;
+  }
+
   int fd_ = -1;
   bool named_ = false;
   std::string path_;
