@@ -167,23 +167,6 @@ void save_h5(const ModelBundle& b, const std::string& path, std::optional<DType>
 
 namespace {
 
-// Converts a tensor to `to` into an owned buffer (returns it unchanged when it already matches).
-Tensor retype(const Tensor& t, DType to, ModelWeights& w) {
-  if (t.dtype == to) return t;
-  const size_t n = size_t(t.numel());
-  Buffer b(n * dtype_size(to));
-  constexpr size_t kBlock = 1 << 16;
-  std::vector<float> tmp(std::min(kBlock, n));
-  for (size_t i = 0; i < n; i += kBlock) {
-    const size_t m = std::min(kBlock, n - i);
-    to_f32(static_cast<const char*>(t.data) + i * dtype_size(t.dtype), t.dtype, m, tmp.data());
-    from_f32(tmp.data(), m, to, static_cast<char*>(b.data()) + i * dtype_size(to));
-  }
-  Tensor r{b.data(), to, t.shape};
-  w.owned.push_back(std::move(b));
-  return r;
-}
-
 void check_header(const h5::File& f) {
   const std::string& p = f.path();
   const auto tag = h5::read_string_attr(f, f.id(), "/", "streamllm.format");

@@ -23,23 +23,6 @@ size_t Model::weight_bytes() const {
 
 namespace {
 
-// Converts a matrix view to `to` into an owned buffer (or returns it unchanged when it already matches).
-Tensor retype(const Tensor& t, DType to, ModelWeights& w) {
-  if (t.dtype == to) return t;
-  const size_t n = size_t(t.numel());
-  Buffer b(n * dtype_size(to));
-  constexpr size_t kBlock = 1 << 16;
-  std::vector<float> tmp(kBlock);
-  for (size_t i = 0; i < n; i += kBlock) {
-    const size_t m = std::min(kBlock, n - i);
-    to_f32(static_cast<const char*>(t.data) + i * dtype_size(t.dtype), t.dtype, m, tmp.data());
-    from_f32(tmp.data(), m, to, static_cast<char*>(b.data()) + i * dtype_size(to));
-  }
-  Tensor r{b.data(), to, t.shape};
-  w.owned.push_back(std::move(b));
-  return r;
-}
-
 void finish(Model& m) {
   if (m.cfg.tied_head && m.w.lm_head.empty()) m.w.lm_head = m.w.embed;
   if (m.cfg.pos == PosKind::ALiBi) {

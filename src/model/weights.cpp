@@ -1,6 +1,9 @@
 // The weight visitor: HF tensor names and shapes of each family, in one place.
 #include "model/weights.h"
 
+#include <algorithm>  // std::min
+#include <vector>     // std::vector
+
 namespace sllm {
 
 namespace {
@@ -81,6 +84,22 @@ void for_each_weight(const ModelConfig& c, ModelWeights& w, const std::function<
   norm(n.final_norm, &w.final_norm_w, &w.final_norm_b);
   // A tied head has no tensor of its own (some files still carry a copy; the loader uses it when present).
   fn({n.head.empty() ? std::string() : n.head + ".weight", Shape{V, D}, &w.lm_head, !c.tied_head, false});
+}
+
+Tensor retype(const Tensor& t, DType to, ModelWeights& w) {
+  if (t.dtype == to) return t;
+  const size_t n = size_t(t.numel());
+  Buffer b(n * dtype_size(to));
+  constexpr size_t kBlock = 1 << 16;  // convert through a small f32 block, not a whole f32 copy
+  std::vector<float> tmp(std::min(kBlock, n));
+  for (size_t i = 0; i < n; i += kBlock) {
+    const size_t m = std::min(kBlock, n - i);
+    to_f32(static_cast<const char*>(t.data) + i * dtype_size(t.dtype), t.dtype, m, tmp.data());
+    from_f32(tmp.data(), m, to, static_cast<char*>(b.data()) + i * dtype_size(to));
+  }
+  Tensor r{b.data(), to, t.shape};
+  w.owned.push_back(std::move(b));
+  return r;
 }
 
 }  // namespace sllm

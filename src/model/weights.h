@@ -43,6 +43,9 @@ struct WeightSlot {
   bool is_vector;       // converted to f32 at load
 };
 
+// Converts a tensor to `to` into a buffer owned by `w` (returns it unchanged when it already has that dtype).
+Tensor retype(const Tensor& t, DType to, ModelWeights& w);
+
 // Calls fn for every weight of the model in a fixed order (embedding, layers, final norm, head).
 void for_each_weight(const ModelConfig& c, ModelWeights& w, const std::function<void(const WeightSlot&)>& fn);
 
