@@ -404,7 +404,7 @@ TEST_F(H5Bad, BadConfig) {
   expect_error([&] { load_h5(p, {}); }, {p + ":/config", "not valid JSON"});
   std::string j = config_to_json(c);
   const auto q = patched("cfgv.h5", [&](h5::File& f) {
-    set_config(f, std::string(j).replace(j.find("\"config_version\": 1"), 19, "\"config_version\": 9"));
+    set_config(f, std::string(j).replace(j.find("\"config_version\": 2"), 19, "\"config_version\": 9"));
   });
   expect_error([&] { load_h5(q, {}); }, {q + ":/config", "config_version 9 was written by a newer streamllm"});
   const auto r = patched("kv.h5", [&](h5::File& f) {
@@ -579,7 +579,18 @@ TEST(ConfigJson, VersionsDefaultsAndErrors) {
   EXPECT_EQ(m.bos_id, -1);
   const std::string base = R"("family":"llama","vocab_size":10,"hidden":8,"n_layers":1,"n_heads":2,"n_kv_heads":1,"head_dim":4,"ffn":16)";
   expect_error([&] { config_from_json("{" + base + "}", "c"); }, {"c: missing integer field 'config_version'"});
-  expect_error([&] { config_from_json(R"({"config_version":2,)" + base + "}", "c"); }, {"config_version 2", "newer"});
+  expect_error([&] { config_from_json(R"({"config_version":3,)" + base + "}", "c"); }, {"config_version 3", "newer"});
+  // Version 2 added the sink variant: a version-1 file cannot carry it, and a version-2 one is validated.
+  expect_error([&] { config_from_json(R"({"config_version":1,"sink":"zero_sink",)" + base + "}", "c"); },
+               {"field 'sink' does not exist in config_version 1"});
+  expect_error([&] { config_from_json(R"({"config_version":2,"sink":"learnable_sink",)" + base + "}", "c"); },
+               {"learnable_sink needs sink_tokens in [1, 64], got 0"});
+  expect_error([&] { config_from_json(R"({"config_version":2,"sink":"softmax1",)" + base + "}", "c"); },
+               {"field 'sink' must be one of vanilla, zero_sink, learnable_sink, sink_logit, got 'softmax1'"});
+  const ModelConfig s2 = config_from_json(R"({"config_version":2,"sink":"learnable_sink","sink_tokens":2,)" + base + "}", "c");
+  EXPECT_EQ(s2.sink, SinkKind::LearnableSink);
+  EXPECT_EQ(s2.first_sink_id(), 8);
+  EXPECT_EQ(s2.default_sinks(), 2);
   expect_error([&] { config_from_json(R"({"config_version":1,"rope_scaling":2,)" + base + "}", "c"); },
                {"unknown field 'rope_scaling'"});
   expect_error([&] { config_from_json(R"({"config_version":1,"norm":"batchnorm",)" + base + "}", "c"); },

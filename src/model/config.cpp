@@ -23,6 +23,16 @@ const char* family_name(Family f) {
   return "?";
 }
 
+const char* sink_name(SinkKind k) {
+  switch (k) {
+    case SinkKind::Vanilla: return "vanilla";
+    case SinkKind::ZeroSink: return "zero_sink";
+    case SinkKind::LearnableSink: return "learnable_sink";
+    case SinkKind::SinkLogit: return "sink_logit";
+  }
+  return "?";
+}
+
 float ModelConfig::scale() const { return attn_scale > 0 ? attn_scale : float(1.0 / std::sqrt(double(head_dim))); }
 
 int64_t ModelConfig::n_params() const {
@@ -54,6 +64,12 @@ void ModelConfig::validate(const std::string& where) const {
   need(std::isfinite(attn_scale) && attn_scale >= 0, "attn_scale must be finite and >= 0 (0 = 1/sqrt(head_dim))");
   need(std::isfinite(clip_qkv) && clip_qkv >= 0, "clip_qkv must be finite and >= 0 (0 = off)");
   need(std::isfinite(alibi_bias_max) && alibi_bias_max > 0, "alibi_bias_max must be finite and positive");
+  if (sink == SinkKind::LearnableSink)
+    need(sink_tokens >= 1 && sink_tokens <= 64 && sink_tokens < vocab_size,
+         "learnable_sink needs sink_tokens in [1, 64], got " + std::to_string(sink_tokens));
+  else
+    need(sink_tokens == 0, std::string("sink_tokens must be 0 for the ") + sink_name(sink) + " variant, got " +
+                               std::to_string(sink_tokens));
 }
 
 namespace {
@@ -288,6 +304,14 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& wher
     throw Error(where + ": " + e.what());
   }
   c.model_type = mt;
+  // Our trained models exported as HF directories (and the trainer's golden fixtures) carry the sink variant.
+  const std::string sink = r.s("streamllm_sink", "vanilla");
+  bool known_sink = false;
+  for (SinkKind k : {SinkKind::Vanilla, SinkKind::ZeroSink, SinkKind::LearnableSink, SinkKind::SinkLogit})
+    if (sink == sink_name(k)) c.sink = k, known_sink = true;
+  if (!known_sink)
+    throw Error(where + ": streamllm_sink '" + sink + "' is not one of vanilla, zero_sink, learnable_sink, sink_logit");
+  c.sink_tokens = r.i("streamllm_sink_tokens", 0);
   c.bos_id = first_id(j, "bos_token_id");
   c.eos_id = first_id(j, "eos_token_id");
   c.validate(where);

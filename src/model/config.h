@@ -21,8 +21,17 @@ enum class PosKind : uint8_t { RoPE, ALiBi };
 //             Falcon 7B multi-query (one group), Falcon new architecture (n_kv groups).
 //   Blocked:  [all q | all k | all v] (MPT).
 enum class QkvLayout : uint8_t { Separate, Grouped, Blocked };
+// Attention-sink variant the model was trained with (the paper's Sec. 3.3, and one beyond it):
+//   Vanilla:       plain softmax.
+//   ZeroSink:      softmax-off-by-one: an extra logit fixed at 0 in every denominator, with no value.
+//   LearnableSink: plain softmax; the last `sink_tokens` vocabulary ids are learnable sink tokens prepended to
+//                  every training sample and kept as the cache's sinks at inference.
+//   SinkLogit:     a learned scalar per head (weights `<attn>.sinks`, (n_heads)) as an extra denominator logit
+//                  (gpt-oss).
+enum class SinkKind : uint8_t { Vanilla, ZeroSink, LearnableSink, SinkLogit };
 
 const char* family_name(Family f);
+const char* sink_name(SinkKind k);  // "vanilla", "zero_sink", "learnable_sink", "sink_logit"
 
 struct ModelConfig {
   Family family = Family::Llama;
@@ -55,10 +64,18 @@ struct ModelConfig {
   bool tied_head = false;          // lm_head shares the embedding
   int64_t bos_id = -1, eos_id = -1;
 
+  SinkKind sink = SinkKind::Vanilla;
+  int64_t sink_tokens = 0;         // LearnableSink: the last sink_tokens ids of the vocabulary are sink tokens
+
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   int64_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }
   float scale() const;
+  int64_t first_sink_id() const { return vocab_size - sink_tokens; }
+  // Sinks a streaming cache keeps by default: the learnable sink tokens themselves, else the paper's 4.
+  int64_t default_sinks() const { return sink == SinkKind::LearnableSink ? sink_tokens : 4; }
+  // The attention has an extra denominator logit (ZeroSink, SinkLogit).
+  bool has_extra_logit() const { return sink == SinkKind::ZeroSink || sink == SinkKind::SinkLogit; }
   // Number of parameters (counting a tied head once).
   int64_t n_params() const;
   // Throws sllm::Error if the numbers are inconsistent (e.g. heads do not divide hidden).

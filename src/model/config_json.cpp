@@ -17,7 +17,7 @@ using json = nlohmann::json;
 // Tripwire: a field added to ModelConfig must be added to kFields below (append-only, bump kConfigVersion) and
 // then this size updated. Checked only where the layout is known (libstdc++ on x86-64).
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-static_assert(sizeof(ModelConfig) == 184,
+static_assert(sizeof(ModelConfig) == 200,
               "ModelConfig changed: add the new field to kFields in src/model/config_json.cpp (append at the end, "
               "bump kConfigVersion, document it in docs/format.md), then update this size");
 #endif
@@ -39,6 +39,10 @@ constexpr EnumName<MlpKind> kMlps[] = {
 constexpr EnumName<QkvLayout> kQkvs[] = {
     {QkvLayout::Separate, "separate"}, {QkvLayout::Grouped, "grouped"}, {QkvLayout::Blocked, "blocked"}};
 constexpr EnumName<PosKind> kPos[] = {{PosKind::RoPE, "rope"}, {PosKind::ALiBi, "alibi"}};
+constexpr EnumName<SinkKind> kSinks[] = {{SinkKind::Vanilla, "vanilla"},
+                                         {SinkKind::ZeroSink, "zero_sink"},
+                                         {SinkKind::LearnableSink, "learnable_sink"},
+                                         {SinkKind::SinkLogit, "sink_logit"}};
 
 struct Field {
   const char* key;
@@ -148,6 +152,8 @@ const std::vector<Field>& fields() {
       boolean("tied_head", 1, &ModelConfig::tied_head),
       integer("bos_id", 1, &ModelConfig::bos_id),
       integer("eos_id", 1, &ModelConfig::eos_id),
+      enumeration("sink", 2, &ModelConfig::sink, kSinks),
+      integer("sink_tokens", 2, &ModelConfig::sink_tokens),
   };
   return f;
 }

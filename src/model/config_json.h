@@ -13,7 +13,7 @@
 namespace sllm {
 
 // Version of the JSON schema written by config_to_json.
-constexpr int kConfigVersion = 1;
+constexpr int kConfigVersion = 2;  // 2: sink, sink_tokens (trained sink variants)
 
 // Pretty-printed JSON object with every field and "config_version".
 std::string config_to_json(const ModelConfig& c);

@@ -40,6 +40,10 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
     cos_s_d_ = cos_s_.data();
     sin_s_d_ = sin_s_.data();
     alibi_d_ = m.alibi.empty() ? nullptr : m.alibi.data();
+    if (c.sink == SinkKind::ZeroSink) {
+      zero_logit_.assign(size_t(c.n_heads), 0.0f);
+      zero_logit_d_ = zero_logit_.data();
+    }
   } else {
     place_weights();
     w_ = &dw_;
@@ -52,6 +56,12 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
       float* a = buf(m.alibi.size());
       be_.upload(a, m.alibi.data(), m.alibi.size() * sizeof(float));
       alibi_d_ = a;
+    }
+    if (c.sink == SinkKind::ZeroSink) {
+      zero_logit_.assign(size_t(c.n_heads), 0.0f);
+      float* z = buf(zero_logit_.size());
+      be_.upload(z, zero_logit_.data(), zero_logit_.size() * sizeof(float));
+      zero_logit_d_ = z;
     }
     logits_host_.resize(C * size_t(c.vocab_size));
   }
@@ -129,7 +139,7 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
   // 3. Cache write, then attention over sinks + window (the new tokens included).
   be_.kv_store(k_, kvd, v_, kvd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
   be_.attention(q_, q_sink, qd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
-                alibi_d_, nullptr, att_);
+                alibi_d_, c.sink == SinkKind::SinkLogit ? L.sinks.as<float>() : zero_logit_d_, att_);
   be_.linear(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), proj_, D);
 }
 

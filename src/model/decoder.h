@@ -56,6 +56,8 @@ class Decoder {
   float *cos_d_, *sin_d_, *cos_s_d_, *sin_s_d_;  // (C, rot_dims/2) each
   int32_t* ids_d_ = nullptr;    // (C) token ids
   const float* alibi_d_ = nullptr;  // (n_heads) slopes
+  std::vector<float> zero_logit_;   // (n_heads) zeros: the ZeroSink variant's extra logit (host copy)
+  const float* zero_logit_d_ = nullptr;
   std::vector<float> logits_host_;  // (C, V) logits copied back from a device
 };
 

@@ -11,6 +11,7 @@ namespace {
 struct Names {
   std::string embed, final_norm, head, layer_prefix;
   std::string attn_norm, mlp_norm, qkv, q, k, v, o, gate, up, down;
+  std::string attn;  // the attention module (holds `sinks` for the SinkLogit variant)
 };
 
 Names names_for(const ModelConfig& c) {
@@ -18,15 +19,15 @@ Names names_for(const ModelConfig& c) {
     case Family::Llama:
       return {"model.embed_tokens", "model.norm", "lm_head", "model.layers.",
               "input_layernorm", "post_attention_layernorm", "", "self_attn.q_proj", "self_attn.k_proj",
-              "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+              "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "self_attn"};
     case Family::GPTNeoX:
       return {"gpt_neox.embed_in", "gpt_neox.final_layer_norm", "embed_out", "gpt_neox.layers.",
               "input_layernorm", "post_attention_layernorm", "attention.query_key_value", "", "", "",
-              "attention.dense", "", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"};
+              "attention.dense", "", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "attention"};
     case Family::Falcon: {
       Names n{"transformer.word_embeddings", "transformer.ln_f", "lm_head", "transformer.h.",
               "input_layernorm", "post_attention_layernorm", "self_attention.query_key_value", "", "", "",
-              "self_attention.dense", "", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"};
+              "self_attention.dense", "", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "self_attention"};
       if (c.parallel_residual && !c.shared_norm) {  // new architecture with two norms
         n.attn_norm = "ln_attn";
         n.mlp_norm = "ln_mlp";
@@ -35,7 +36,7 @@ Names names_for(const ModelConfig& c) {
     }
     case Family::MPT:
       return {"transformer.wte", "transformer.norm_f", "", "transformer.blocks.",
-              "norm_1", "norm_2", "attn.Wqkv", "", "", "", "attn.out_proj", "", "ffn.up_proj", "ffn.down_proj"};
+              "norm_1", "norm_2", "attn.Wqkv", "", "", "", "attn.out_proj", "", "ffn.up_proj", "ffn.down_proj", "attn"};
   }
   return {};
 }
@@ -75,6 +76,7 @@ void for_each_weight(const ModelConfig& c, ModelWeights& w, const std::function<
     }
     mat(p + n.o, {D, c.q_dim()}, &L.wo);
     vec(p + n.o + ".bias", D, &L.bo, false);
+    if (c.sink == SinkKind::SinkLogit) vec(p + n.attn + ".sinks", c.n_heads, &L.sinks, true);
     if (c.mlp == MlpKind::SwiGLU) mat(p + n.gate, {F, D}, &L.w_gate);
     mat(p + n.up, {F, D}, &L.w_up);
     vec(p + n.up + ".bias", F, &L.b_up, false);

@@ -23,6 +23,7 @@ struct LayerWeights {
   Tensor wo, bo;                    // (D, q_dim), (D)
   Tensor w_gate, w_up, w_down;      // (F, D), (F, D), (D, F); w_gate only for SwiGLU
   Tensor b_up, b_down;              // (F), (D) optional
+  Tensor sinks;                     // (n_heads) f32: the SinkLogit variant's per-head extra logit
 };
 
 struct ModelWeights {
