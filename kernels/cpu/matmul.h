@@ -20,4 +20,10 @@ void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DT
 void linear_reference(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
                       const float* bias, float* Y, int64_t ldy);
 
+// C[m, n] (+)= sum_k A[m, k] * B[n, k], all f32: the training GEMM (backward passes call it with transposed
+// operands). A: (M, K) row stride lda; B: (N, K) rows contiguous; C: (M, N) row stride ldc, overwritten or, when
+// `accumulate`, added to. Same packed kernel and numerics as the GEMM path of `linear` (any M >= 1).
+void gemm_nt(const float* A, int64_t M, int64_t K, int64_t lda, const float* B, int64_t N, float* C, int64_t ldc,
+             bool accumulate);
+
 }  // namespace sllm::cpu

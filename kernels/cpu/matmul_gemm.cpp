@@ -190,7 +190,7 @@ void run_block(int64_t bw, const float* wp, const float* xp, int64_t nc, float* 
 
 template <DType DT>
 void gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias, float* Y,
-          int64_t ldy) {
+          int64_t ldy, bool accumulate) {
   const int64_t nc = (K + kLanes - 1) / kLanes;
   const int64_t Kp = nc * kLanes;
   const int64_t nrb = (N + kMR - 1) / kMR;  // row blocks
@@ -234,7 +234,10 @@ void gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int6
         // Transpose the tile into Y (T, N) and add the bias.
         for (int64_t t = 0; t < tk.tb; ++t) {
           float* yr = Y + (tk.t0 + t) * ldy + n0;
-          for (int64_t r = 0; r < rows; ++r) yr[r] = out[r * tk.bw + t] + (bias ? bias[n0 + r] : 0.0f);
+          if (accumulate)
+            for (int64_t r = 0; r < rows; ++r) yr[r] += out[r * tk.bw + t];
+          else
+            for (int64_t r = 0; r < rows; ++r) yr[r] = out[r * tk.bw + t] + (bias ? bias[n0 + r] : 0.0f);
         }
       }
     }
@@ -247,17 +250,28 @@ void linear_gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* 
                  const float* bias, float* Y, int64_t ldy) {
   switch (wtype) {
     case DType::F32:
-      gemm<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy);
+      gemm<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy, false);
       break;
     case DType::F16:
-      gemm<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy);
+      gemm<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy, false);
       break;
     case DType::BF16:
-      gemm<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy);
+      gemm<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy, false);
       break;
     default:
       break;  // the front-end (linear) rejects other dtypes
   }
+}
+
+void gemm_nt(const float* A, int64_t M, int64_t K, int64_t lda, const float* B, int64_t N, float* C, int64_t ldc,
+             bool accumulate) {
+  if (M <= 0 || N <= 0 || K <= 0) {
+    if (!accumulate && K <= 0)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = 0.0f;
+    return;
+  }
+  gemm<DType::F32>(A, M, K, lda, B, N, nullptr, C, ldc, accumulate);
 }
 
 }  // namespace sllm::cpu
