@@ -1,6 +1,7 @@
 // `streamllm chat`: a multi-turn conversation in the model's chat format, streamed through the StreamingLLM cache
 // (evicting per token, during and between turns, so it can go on forever). Reads one user message per line from
-// stdin; `/exit` or end of input ends it.
+// stdin; `/exit` or end of input ends it. A learnable-sink model's conversation starts with its sink tokens, which the
+// cache keeps as its sinks by default.
 #include <cstdio>    // std::printf, std::fflush
 #include <iostream>  // std::cin, std::getline
 #include <unistd.h>  // isatty
@@ -29,10 +30,12 @@ void run(ChatArgs& a) {
     a.o.format.default_system = chat_format_from_template(l.chat_template).default_system;
   a.o.system = a.system;
   a.o.kv_dtype = parse_dtype(a.kv_dtype);
+  if (a.o.sinks >= 0 && !sinks_note(l.model.cfg, a.o.sinks).empty())
+    std::fprintf(stderr, "[streamllm chat] %s\n", sinks_note(l.model.cfg, a.o.sinks).c_str());
   ChatSession chat(l.model, *l.tok, cpu_backend(), a.o);
   const bool tty = isatty(0);
   std::fprintf(stderr, "[streamllm chat] format %s, cache %lld sinks + %lld recent; /exit or Ctrl-D ends\n",
-               chat_style_name(a.o.format.style), (long long)a.o.sinks, (long long)a.o.window);
+               chat_style_name(a.o.format.style), (long long)chat.cache().geometry().sinks, (long long)a.o.window);
   std::string line;
   while (true) {
     if (tty) std::printf("> "), std::fflush(stdout);
@@ -62,7 +65,9 @@ void register_chat(CLI::App& app) {
   cmd->add_option("--system", a->system, "System prompt (default: the template's own, if any)");
   cmd->add_option("-n,--n-predict", a->o.max_reply, "Most tokens per answer (-1 = until the model ends its turn)")
       ->check(CLI::Range(int64_t(-1), int64_t(1) << 40));
-  cmd->add_option("--sinks", a->o.sinks, "Attention-sink tokens kept")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  cmd->add_option("--sinks", a->o.sinks,
+                  "Attention-sink tokens kept (default: a sink-token model's own sink tokens, else 4)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("--window", a->o.window, "Recent tokens kept")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache element type: f32 or f16")->check(CLI::IsMember({"f32", "f16"}));
   cmd->add_option("--temp", a->o.sampler.temperature, "Temperature (0 = greedy)")->check(CLI::NonNegativeNumber);

@@ -28,6 +28,15 @@ void register_info(CLI::App& app) {
                   (long long)c.head_dim);
     else
       std::printf("positions    %s, bias max %g\n", pos, c.alibi_bias_max);
+    if (c.sink == SinkKind::LearnableSink)
+      std::printf("attn sink    %s (%lld token%s, ids %lld..%lld, the cache's sinks by default)\n",
+                  sink_name(c.sink), (long long)c.sink_tokens, c.sink_tokens == 1 ? "" : "s",
+                  (long long)c.first_sink_id(), (long long)(c.vocab_size - 1));
+    else
+      std::printf("attn sink    %s (%s)\n", sink_name(c.sink),
+                  c.sink == SinkKind::ZeroSink    ? "softmax-off-by-one"
+                  : c.sink == SinkKind::SinkLogit ? "a learned per-head logit in every softmax denominator"
+                                                  : "plain softmax");
     std::printf("vocab        %lld%s\n", (long long)c.vocab_size, c.tied_head ? " (tied head)" : "");
     std::printf("trained ctx  %lld\n", (long long)c.max_positions);
     std::printf("weights      %s, %s\n", dtype_name(l.model.storage), human_bytes(double(l.model.weight_bytes())).c_str());

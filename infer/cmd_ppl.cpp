@@ -1,5 +1,7 @@
 // `streamllm ppl`: perplexity of a long text under one or more cache policies (dense | window | streaming |
-// recompute), each scored exactly as per-token streaming would see the text; a comparison table at the end.
+// recompute), each scored exactly as per-token streaming would see the text; a comparison table at the end. A
+// learnable-sink model's stream starts with its sink tokens under every policy; only text tokens are scored.
+#include <algorithm>  // std::find_if
 #include <cmath>    // std::exp
 #include <cstdio>   // std::printf, std::rename
 #include <fstream>  // std::ofstream
@@ -8,7 +10,7 @@
 #include "core/error.h"       // Error
 #include "infer/common.h"
 #include "ops/backend.h"      // cpu_backend
-#include "runtime/stream.h"   // stream_nll
+#include "runtime/stream.h"   // stream_nll, cache_sinks
 #include "runtime/sysinfo.h"  // peak_rss_bytes
 
 namespace sllm::cli {
@@ -18,7 +20,7 @@ namespace {
 struct PplArgs {
   ModelArgs m;
   std::string file, csv, cache = "streaming", kv_dtype = "f32";
-  int64_t sinks = 4, window = 1020, chunk = 256, max_tokens = 0, pos0 = 0;
+  int64_t sinks = -1, window = 1020, chunk = 256, max_tokens = 0, pos0 = 0;
   bool no_progress = false;
 };
 
@@ -60,13 +62,21 @@ void run(const PplArgs& a) {
   if (a.max_tokens > 0 && int64_t(ids.size()) > a.max_tokens) ids.resize(size_t(a.max_tokens));
   if (ids.size() < 2) throw Error(a.file + ": fewer than 2 tokens to score");
 
+  const ModelConfig& cfg = l.model.cfg;
+  const int64_t sinks = cache_sinks(cfg, a.sinks);
+  const bool uses_sinks = std::find_if(modes.begin(), modes.end(), [](CacheMode m) {
+                            return m == CacheMode::Streaming || m == CacheMode::Recompute;
+                          }) != modes.end();
+  if (a.sinks >= 0 && uses_sinks && !sinks_note(cfg, sinks).empty())
+    std::fprintf(stderr, "[streamllm] %s\n", sinks_note(cfg, sinks).c_str());
+
   std::vector<PplResult> results;
   std::vector<std::string> names;
   std::vector<size_t> peaks;
   for (CacheMode mode : modes) {
     PplOptions o;
     o.mode = mode;
-    o.sinks = mode == CacheMode::Streaming || mode == CacheMode::Recompute ? a.sinks : 0;
+    o.sinks = mode == CacheMode::Streaming || mode == CacheMode::Recompute ? sinks : 0;
     o.window = a.window;
     o.chunk = a.chunk;
     o.pos0 = a.pos0;
@@ -114,8 +124,12 @@ void register_ppl(CLI::App& app) {
   add_model_args(*cmd, a->m);
   cmd->add_option("-f,--file", a->file, "Text file to score")->required()->check(CLI::ExistingFile);
   cmd->add_option("--cache", a->cache,
-                  "Cache policy, or a comma list to compare: dense, window, streaming, recompute (default streaming)");
-  cmd->add_option("--sinks", a->sinks, "Attention-sink tokens kept (streaming, recompute; dense/window use 0)")
+                  "Cache policy, or a comma list to compare: dense, window, streaming, recompute (default streaming). "
+                  "A sink-token model's sink tokens are fed first under every policy and never scored: window (0+W) "
+                  "then evicts them like any token, streaming keeps --sinks of them");
+  cmd->add_option("--sinks", a->sinks,
+                  "Attention-sink tokens kept (streaming, recompute; dense/window use 0). Default: a sink-token "
+                  "model's own sink tokens, else 4")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("--window", a->window, "Recent tokens kept (window/streaming); recompute re-encodes sinks+window")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));

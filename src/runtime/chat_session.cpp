@@ -7,12 +7,13 @@
 namespace sllm {
 
 ChatSession::ChatSession(const Model& m, const Tokenizer& tok, Backend& be, const ChatOptions& o)
-    : m_(m), tok_(tok), o_(o), dec_(m, be, o.chunk), cache_(be, m.cfg, o.sinks, o.window, o.chunk, o.kv_dtype),
-      sampler_(o.sampler) {
+    : m_(m), tok_(tok), o_(o), dec_(m, be, o.chunk),
+      cache_(be, m.cfg, cache_sinks(m.cfg, o.sinks), o.window, o.chunk, o.kv_dtype), sampler_(o.sampler) {
   stops_ = tok.stop_ids();
   if (m.cfg.eos_id >= 0) stops_.push_back(int32_t(m.cfg.eos_id));
   if (stops_.empty()) throw Error("chat: the tokenizer has no end-of-turn token");
   if (o_.system.empty()) o_.system = o_.format.default_system;
+  feed_ids(sink_prefix(m.cfg));  // a learnable-sink model's sink tokens, at stream positions 0..k-1
   std::string opening = o_.format.begin();
   if (!o_.system.empty() && !o_.format.system_in_user()) opening += o_.format.message("system", o_.system, true);
   if (!opening.empty()) feed(opening);
@@ -41,7 +42,7 @@ std::string ChatSession::send(const std::string& user, const std::function<void(
   ++turns_;
   StreamDecoder out(tok_, true);
   std::string reply;
-  const int64_t V = m_.cfg.vocab_size;
+  const int64_t V = sample_vocab(m_.cfg);  // never a sink token
   for (int64_t n = 0; o_.max_reply < 0 || n < o_.max_reply; ++n) {
     const int32_t id = sampler_.sample(logits_, V);
     if (std::find(stops_.begin(), stops_.end(), id) != stops_.end()) break;

@@ -1,6 +1,7 @@
 // streamllm: a multi-turn conversation streamed through one StreamingLLM cache. Every token — system prompt, user
 // turns, the model's answers — goes through the same sink + window cache, evicting per token, so a conversation
-// can go on forever in constant memory (the reference's MT-Bench demo evicts between turns only).
+// can go on forever in constant memory (the reference's MT-Bench demo evicts between turns only). A learnable-sink
+// model's conversation starts with its sink tokens (see stream.h); they are never sampled.
 #pragma once
 #include <functional>  // std::function
 #include <string>      // std::string
@@ -15,7 +16,7 @@
 namespace sllm {
 
 struct ChatOptions {
-  int64_t sinks = 4, window = 1020, chunk = 256;
+  int64_t sinks = -1, window = 1020, chunk = 256;  // sinks -1: the model's default (cache_sinks)
   DType kv_dtype = DType::F32;
   SamplerOptions sampler;
   int64_t max_reply = 512;  // tokens per answer (-1 = until the model ends its turn)

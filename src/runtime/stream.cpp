@@ -27,6 +27,26 @@ const char* cache_mode_name(CacheMode m) {
   return "?";
 }
 
+std::vector<int32_t> sink_prefix(const ModelConfig& c) {
+  std::vector<int32_t> ids;
+  if (c.sink == SinkKind::LearnableSink)
+    for (int64_t id = c.first_sink_id(); id < c.vocab_size; ++id) ids.push_back(int32_t(id));
+  return ids;
+}
+
+int64_t sample_vocab(const ModelConfig& c) {
+  return c.sink == SinkKind::LearnableSink ? c.first_sink_id() : c.vocab_size;
+}
+
+int64_t cache_sinks(const ModelConfig& c, int64_t requested) { return requested >= 0 ? requested : c.default_sinks(); }
+
+std::string sinks_note(const ModelConfig& c, int64_t sinks) {
+  if (c.sink != SinkKind::LearnableSink || sinks >= c.sink_tokens) return "";
+  return "note: --sinks " + std::to_string(sinks) + " is fewer than the model's " + std::to_string(c.sink_tokens) +
+         " sink tokens: all of them are still fed first, and those past the first " + std::to_string(sinks) +
+         " are evicted like text";
+}
+
 PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& ids, const PplOptions& opt) {
   const int64_t n = int64_t(ids.size());
   if (n < 2) throw Error("perplexity needs at least 2 tokens, got " + std::to_string(n));
@@ -35,39 +55,54 @@ PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& id
   r.nll.resize(size_t(n - 1));
   const auto start = std::chrono::steady_clock::now();
   const int64_t V = m.cfg.vocab_size;
+  // The stream the model sees: the sink tokens (learnable-sink models), then the text. Stream token k + i is text
+  // token i; the prediction made at stream token k + i (for i + 1 < n) is scored as nll[i].
+  const std::vector<int32_t> pre = sink_prefix(m.cfg);
+  const int64_t k = int64_t(pre.size());
+  std::vector<int32_t> seq = pre;
+  seq.insert(seq.end(), ids.begin(), ids.end());
+  const int64_t N = k + n;
 
   if (opt.mode == CacheMode::Recompute) {
-    // Each position re-encodes the last L tokens from a fresh cache (positions 0..L-1) and scores the next one.
-    const int64_t L = opt.sinks + opt.window;
-    if (L < 1) throw Error("recompute: sinks + window must be >= 1");
+    // Each position re-encodes the last L tokens from a fresh cache (positions 0..L-1) and scores the next one; a
+    // learnable-sink model's window always starts with its sink tokens (L - k text tokens follow them).
+    const int64_t L = cache_sinks(m.cfg, opt.sinks) + opt.window;
+    if (L < k + 1)
+      throw Error("recompute: sinks + window must exceed the model's " + std::to_string(k) + " sink tokens, got " +
+                  std::to_string(L));
     Decoder dec(m, be, L);
     KVCache cache(be, m.cfg, 0, L, L, opt.kv_dtype);
     r.cache_bytes = cache.bytes();
+    std::vector<int32_t> buf;
     for (int64_t i = 0; i + 1 < n; ++i) {
-      const int64_t lo = std::max<int64_t>(0, i + 1 - L);
+      const int64_t lo = std::max<int64_t>(0, i + 1 - (L - k));
+      buf.assign(pre.begin(), pre.end());
+      buf.insert(buf.end(), ids.begin() + lo, ids.begin() + i + 1);
       cache.reset(opt.pos0);
-      const float* lg = dec.forward(ids.data() + lo, i + 1 - lo, cache, Logits::Last);
+      const float* lg = dec.forward(buf.data(), int64_t(buf.size()), cache, Logits::Last);
       r.nll[size_t(i)] = token_nll(lg, V, ids[size_t(i + 1)]);
       if (opt.progress && (i % 16 == 0 || i + 2 == n)) opt.progress(i + 1, n - 1);
     }
   } else {
-    int64_t S = opt.sinks, R = opt.window;
+    int64_t S = cache_sinks(m.cfg, opt.sinks), R = opt.window;
     if (opt.mode == CacheMode::Dense) {
       S = 0;
-      R = n;
+      R = N;
     } else if (opt.mode == CacheMode::Window) {
       S = 0;
     }
-    const int64_t C = std::min(opt.chunk, n);
+    const int64_t C = std::min(opt.chunk, N);
     Decoder dec(m, be, C);
     KVCache cache(be, m.cfg, S, R, C, opt.kv_dtype);
     cache.reset(opt.pos0);
     r.cache_bytes = cache.bytes();
-    for (int64_t i = 0; i + 1 < n; i += C) {
-      const int64_t T = std::min(C, n - 1 - i);  // the last token is never fed: nothing to score after it
-      const float* lg = dec.forward(ids.data() + i, T, cache, Logits::All);
-      for (int64_t j = 0; j < T; ++j) r.nll[size_t(i + j)] = token_nll(lg + j * V, V, ids[size_t(i + j + 1)]);
-      if (opt.progress) opt.progress(i + T, n - 1);
+    for (int64_t i = 0; i + 1 < N; i += C) {
+      const int64_t T = std::min(C, N - 1 - i);  // the last token is never fed: nothing to score after it
+      const bool scored = i + T > k;             // a chunk of sink tokens only predicts nothing we score
+      const float* lg = dec.forward(seq.data() + i, T, cache, scored ? Logits::All : Logits::None);
+      for (int64_t j = std::max<int64_t>(0, k - i); j < T; ++j)
+        r.nll[size_t(i + j - k)] = token_nll(lg + j * V, V, seq[size_t(i + j + 1)]);
+      if (opt.progress) opt.progress(std::max<int64_t>(0, i + T - k), n - 1);
     }
   }
   double s = 0;

@@ -1,4 +1,11 @@
 // streamllm: running a token stream through a model under a cache policy — streaming perplexity and generation.
+//
+// Learnable-sink models (ModelConfig::sink == LearnableSink) were trained on samples [sink_0 .. sink_{k-1}, text]:
+// the k sink tokens (the last k vocabulary ids), then raw text cut from the corpus, encoded without special tokens
+// (no BOS). Every stream of such a model — perplexity, generation, chat — therefore starts by feeding the k sink ids
+// once, at stream positions 0..k-1, so they become the cache's sinks, followed by the text encoded without a BOS.
+// The sink tokens are never scored (perplexity counts text tokens only, exactly as training ignores the target at
+// the sink positions) and never sampled.
 #pragma once
 #include <cstdint>     // int64_t
 #include <functional>  // std::function
@@ -17,13 +24,16 @@ namespace sllm {
 //   window:    the last `window` tokens (no sinks)
 //   streaming: `sinks` attention sinks + the last `window` tokens (StreamingLLM)
 //   recompute: sliding window with re-computation: each token re-encodes the last sinks+window tokens from scratch
+//   On a learnable-sink model the sink tokens are fed first under every policy: `window` evicts them like any other
+//   token (the paper's "0+W" for a sink-token model), `streaming` with sinks = k keeps exactly them, and `recompute`
+//   re-encodes the sink tokens followed by the last sinks+window-k text tokens.
 enum class CacheMode : uint8_t { Dense, Window, Streaming, Recompute };
 CacheMode parse_cache_mode(const std::string& s);
 const char* cache_mode_name(CacheMode m);
 
 struct PplOptions {
   CacheMode mode = CacheMode::Streaming;
-  int64_t sinks = 4;
+  int64_t sinks = -1;    // -1: the model's default (cache_sinks); dense and window use 0
   int64_t window = 1020;
   int64_t chunk = 256;   // tokens per forward call (1 = per-token decode); results are identical
   int64_t pos0 = 0;      // absolute position of the first token (tests that positions never drift)
@@ -31,14 +41,30 @@ struct PplOptions {
   std::function<void(int64_t done, int64_t total)> progress;  // called after each chunk
 };
 
+// The ids every stream of the model starts with: its learnable sink tokens first_sink_id() .. vocab_size-1, or
+// nothing for the other variants.
+std::vector<int32_t> sink_prefix(const ModelConfig& c);
+// Ids a sampler may produce: [0, sample_vocab(c)). The sink tokens are the last ids of the vocabulary, so sampling
+// over this prefix of a logit row masks them.
+int64_t sample_vocab(const ModelConfig& c);
+// Sinks a streaming cache keeps: `requested` when >= 0, else the model's default (its k sink tokens for a
+// learnable-sink model, else 4).
+int64_t cache_sinks(const ModelConfig& c, int64_t requested);
+// A one-line note when a learnable-sink model is asked to keep fewer cache sinks than its sink tokens (allowed:
+// ablations do it), else empty.
+std::string sinks_note(const ModelConfig& c, int64_t sinks);
+
 struct PplResult {
-  std::vector<double> nll;  // nll[i] = -log p(ids[i+1] | ids[0..i] as the cache sees them)
+  // nll[i] = -log p(ids[i+1] | ids[0..i] as the cache sees them), after the sink tokens of a learnable-sink model
+  std::vector<double> nll;
   double ppl = 0;           // exp(mean nll)
   double seconds = 0;
   size_t cache_bytes = 0;
 };
 
-// Scores every next token of `ids` under the policy, exactly as per-token streaming would (see kv_cache.h).
+// Scores every next token of `ids` (text only) under the policy, exactly as per-token streaming would (see
+// kv_cache.h); a learnable-sink model's stream is sink_prefix + ids, and only the ids.size()-1 text tokens after
+// the first are scored.
 PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& ids, const PplOptions& opt);
 
 struct SamplerOptions {
