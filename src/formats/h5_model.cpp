@@ -111,7 +111,8 @@ std::vector<Item> items_of(const Model& m, std::optional<DType> storage, const s
 }
 
 void write_file(const ModelBundle& b, const std::string& tmp, const std::vector<Item>& items,
-                const std::function<void(size_t, size_t)>& progress) {
+                const std::function<void(size_t, size_t)>& progress,
+                const std::function<void(const h5::File&)>& extra) {
   size_t total = 0, done = 0;
   std::string storage;  // the matrices' dtype, or "mixed"
   for (const auto& it : items) {
@@ -124,7 +125,7 @@ void write_file(const ModelBundle& b, const std::string& tmp, const std::vector<
   h5::File f = h5::File::create(tmp);
   {
     const hid_t root = f.id();
-    h5::write_attr(f, root, "/", "streamllm.format", std::string(kH5FormatModel));
+    h5::write_attr(f, root, "/", "streamllm.format", std::string(extra ? kH5FormatCheckpoint : kH5FormatModel));
     h5::write_attr(f, root, "/", "streamllm.version", int64_t(kH5VersionMajor));
     h5::write_attr(f, root, "/", "streamllm.version_minor", int64_t(kH5VersionMinor));
     h5::write_attr(f, root, "/", "streamllm.writer", std::string("streamllm"));
@@ -138,13 +139,15 @@ void write_file(const ModelBundle& b, const std::string& tmp, const std::vector<
     h5::Id wg = h5::create_group(f, root, "weights", true);  // creation order = visitor order, for h5dump
     for (const auto& it : items) write_tensor(f, wg.get(), it, done, total, progress);
   }
+  if (extra) extra(f);
   f.flush_and_close();
 }
 
 }  // namespace
 
 void save_h5(const ModelBundle& b, const std::string& path, std::optional<DType> storage,
-             const std::function<void(size_t, size_t)>& progress) {
+             const std::function<void(size_t, size_t)>& progress,
+             const std::function<void(const h5::File&)>& extra) {
   if (storage && *storage != DType::F32 && *storage != DType::F16 && *storage != DType::BF16)
     throw Error(path + ": weights can be stored as f32, f16 or bf16, not " + dtype_name(*storage));
   b.model.cfg.validate(path);
@@ -156,7 +159,7 @@ void save_h5(const ModelBundle& b, const std::string& path, std::optional<DType>
   // Held to the rename: HDF5 needs it, and two threads saving to the same path must not share the temporary.
   auto guard = h5::lock();
   TempFile tmp{path + ".tmp." + std::to_string(::getpid())};
-  write_file(b, tmp.path, items, progress);
+  write_file(b, tmp.path, items, progress, extra);
   fsync_path(tmp.path, false, true);
   if (std::rename(tmp.path.c_str(), path.c_str()) != 0)
     throw Error(path + ": cannot move the finished file into place (" + std::strerror(errno) + ")");

@@ -14,6 +14,10 @@
 
 namespace sllm {
 
+namespace h5 {
+class File;
+}
+
 // Root attribute "streamllm.format": what the file is. A checkpoint (reserved, written by the trainer) is a model
 // file plus /optimizer and /train, so load_h5 reads both as models.
 inline constexpr const char* kH5FormatModel = "streamllm-model";
@@ -29,7 +33,11 @@ inline constexpr int kH5VersionMinor = 0;
 // round-to-nearest-even), or each in its own dtype when `storage` is nullopt (sources such as GGUF mix dtypes);
 // norms and biases always as f32. `progress(done, total)` counts tensor bytes written (may be empty). Throws
 // sllm::Error naming the file and tensor.
+//
+// `extra`, when given, writes more objects into the same temporary file after the model (the trainer's
+// /optimizer and /train groups); the file is then tagged kH5FormatCheckpoint and is still a loadable model.
 void save_h5(const ModelBundle& b, const std::string& path, std::optional<DType> storage,
-             const std::function<void(size_t done, size_t total)>& progress = {});
+             const std::function<void(size_t done, size_t total)>& progress = {},
+             const std::function<void(const h5::File& f)>& extra = {});
 
 }  // namespace sllm
