@@ -33,6 +33,7 @@ class AdamW {
   float* m() const { return m_.get(); }
   float* v() const { return v_.get(); }
   const AdamWOptions& options() const { return o_; }
+  TrainBackend* backend() const { return &model_.backend(); }
 
  private:
   struct Segment {
