@@ -46,5 +46,6 @@ void register_ppl(CLI::App& app);
 void register_info(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_convert(CLI::App& app);
+void register_data(CLI::App& app);  // data, tokenizer train (train/cmd_data.cpp)
 
 }  // namespace sllm::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   sllm::cli::register_chat(app);
   sllm::cli::register_info(app);
   sllm::cli::register_convert(app);
+  sllm::cli::register_data(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
