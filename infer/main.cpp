@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   sllm::cli::register_info(app);
   sllm::cli::register_convert(app);
   sllm::cli::register_data(app);
+  sllm::cli::register_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

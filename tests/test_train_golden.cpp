@@ -146,7 +146,9 @@ TEST_P(TrainGolden, TenAdamWSteps) {
       worst = std::max(worst, std::fabs(double(p[size_t(pi.offset + i)]) - want.as<float>()[i]));
     }
     EXPECT_LT(worst, 5e-5) << GetParam() << " " << pi.name;
-    if (skip_keys) EXPECT_EQ(skipped, ref.cfg.n_heads * (hd - rot));
+    if (skip_keys) {
+      EXPECT_EQ(skipped, ref.cfg.n_heads * (hd - rot));
+    }
   }
 }
 

@@ -3,15 +3,53 @@
 // win over the file). docs/training.md describes the options, the output directory and resuming.
 #include <cstdio>  // std::printf
 
+#include "core/error.h"  // Error
 #include "infer/common.h"
 #include "train/trainer.h"  // TrainOptions, run_training
 
 namespace sllm::cli {
 
+namespace {
+
+// Applies a TOML config file to the subcommand's options that the command line did not set (the command line
+// wins). CLI11's own set_config does not reach a subcommand's options in the CLI11 release Debian ships
+// (2.1.2), so the file is read with CLI11's TOML reader and applied here. Unknown keys and sections are errors.
+void apply_config(CLI::App& sub, const std::string& path) {
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    throw Error(path + ": cannot read the config file (" + e.what() + ")");
+  }
+  for (const CLI::ConfigItem& it : items) {
+    if (!it.parents.empty() && !(it.parents.size() == 1 && it.parents[0] == "train"))
+      throw Error(path + ": unknown section [" + it.parents[0] + "] (options go at the top level)");
+    if (it.name == "++" || it.name == "--") continue;  // section markers
+    CLI::Option* opt = nullptr;
+    try {
+      opt = sub.get_option("--" + it.name);
+    } catch (const CLI::Error&) {
+      throw Error(path + ": unknown option '" + it.name + "' (see `streamllm train --help`)");
+    }
+    if (it.name == "config") throw Error(path + ": a config file cannot name another config file");
+    if (opt->count() > 0) continue;  // given on the command line
+    try {
+      opt->add_result(it.inputs);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      throw Error(path + ": option '" + it.name + "': " + e.what());
+    }
+  }
+}
+
+}  // namespace
+
 void register_train(CLI::App& app) {
   auto o = std::make_shared<train::TrainOptions>();
   CLI::App* sub = app.add_subcommand("train", "Pre-train a model (Pythia or Llama block, any attention-sink variant)");
-  sub->set_config("--config", "", "TOML file of options (keys are the long flag names without --)");
+  auto config = std::make_shared<std::string>();
+  sub->add_option("--config", *config, "TOML file of options (keys are the long flag names without --; flags win)")
+      ->check(CLI::ExistingFile);
   sub->option_defaults()->group("Model");
   sub->add_option("--family", o->family, "Block type: gpt_neox (Pythia) or llama")->capture_default_str();
   sub->add_option("--hidden", o->hidden, "Model width d_model")->capture_default_str();
@@ -60,7 +98,8 @@ void register_train(CLI::App& app) {
   sub->add_option("--log-every", o->log_every, "Print a progress line every N steps")->capture_default_str();
   sub->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "Only the summary");
-  sub->callback([o] {
+  sub->callback([o, config, sub] {
+    if (!config->empty()) apply_config(*sub, *config);
     train::install_stop_handlers();
     train::run_training(*o);
   });

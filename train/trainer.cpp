@@ -328,6 +328,7 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
 
   const LrSchedule sched{o.lr, o.min_lr_ratio, o.warmup, o.steps};
   Sampler sampler(train, m.cfg(), o.seq_len, o.shuffle);
+  const Sampler val_check(val, m.cfg(), o.seq_len, false);  // refuses a too-short validation shard up front
   const int64_t T = sampler.T(), B = o.batch;
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
   const double tokens_per_step = double(B * o.accum * o.seq_len);
@@ -394,7 +395,7 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
     if (stop_flag() || (stop_after > 0 && st.step >= stop_after)) {
       save();
       res.interrupted = true;
-      if (!o.quiet) std::printf("train: stopped at step %lld; checkpoint %s (continue with --resume)\n",
+      std::printf("train: stopped at step %lld; checkpoint %s (continue with --resume)\n",
                                 (long long)st.step, res.checkpoint.c_str());
       break;
     }
@@ -414,8 +415,7 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
   b.tokenizer_json = tok_json;
   res.model = (fs::path(o.out) / "model.h5").string();
   save_h5(b, res.model, DType::F32);
-  if (!o.quiet)
-    std::printf("train: done: %lld steps, train loss %.4f, val loss %.4f (ppl %.2f), %.0f tok/s, %.1f s\n"
+  std::printf("train: done: %lld steps, train loss %.4f, val loss %.4f (ppl %.2f), %.0f tok/s, %.1f s\n"
                 "train: model %s (use it with `streamllm generate -m` / `ppl -m`), checkpoint %s\n",
                 (long long)st.step, res.last_loss, res.val_loss, std::exp(res.val_loss), res.tokens_per_s, elapsed,
                 res.model.c_str(), res.checkpoint.c_str());
