@@ -4,6 +4,7 @@
 // The corpus is this repository's own documentation encoded with the 256-symbol byte tokenizer
 // (data/tokenizers/bytes), so the test needs no download and every machine sees the same tokens.
 #include <gtest/gtest.h>
+#include <omp.h>  // omp_get_max_threads, omp_set_num_threads
 
 #include <cmath>       // std::log
 #include <filesystem>  // std::filesystem
@@ -70,8 +71,20 @@ std::string fresh_dir(const std::string& name) {
   return p.string();
 }
 
+// These models are tiny: one thread is faster than two (and immune to a busy machine), so the runs use one and
+// the fixture restores the process's thread count afterwards (run_training sets it process-wide).
+class Trainer : public ::testing::Test {
+ protected:
+  void SetUp() override { threads_ = omp_get_max_threads(); }
+  void TearDown() override { omp_set_num_threads(threads_); }
+
+ private:
+  int threads_ = 1;
+};
+
 TrainOptions tiny(const std::string& out) {
   TrainOptions o;
+  o.threads = 1;
   o.data = corpus().dir;
   o.out = out;
   o.hidden = 32;
@@ -125,7 +138,7 @@ void expect_error(const std::function<void()>& f, const std::string& needle) {
 // digits in metrics.jsonl), the same validation losses, the same final weights. For both block types and a
 // sink variant with learned parameters, with shuffled sampling (the RNG state must come back) and with
 // consecutive windows (the data position must).
-TEST(Trainer, ResumeIsBitIdentical) {
+TEST_F(Trainer, ResumeIsBitIdentical) {
   struct Case {
     const char* family;
     const char* sink;
@@ -166,7 +179,7 @@ TEST(Trainer, ResumeIsBitIdentical) {
 // below the unigram entropy of the training bytes, where a model that only learned the frequencies would sit.
 // Measured (2026-11-27): entropy 3.44 nats, validation loss 2.67 nats (the validation text is another
 // document, so part of the gap is a distribution shift). Required: at least 0.6 nats below the entropy.
-TEST(Trainer, LearnsBelowUnigramEntropy) {
+TEST_F(Trainer, LearnsBelowUnigramEntropy) {
   std::map<int32_t, double> freq;
   for (int32_t t : corpus().train) freq[t] += 1;
   double h = 0;
@@ -188,7 +201,7 @@ TEST(Trainer, LearnsBelowUnigramEntropy) {
   fs::remove_all(o.out);
 }
 
-TEST(Trainer, DivergenceIsReportedAndNeverSaved) {
+TEST_F(Trainer, DivergenceIsReportedAndNeverSaved) {
   TrainOptions o = tiny(fresh_dir("nan"));
   o.lr = 1e12;  // the first update makes the weights enormous; the next loss is not finite
   o.clip = 0;
@@ -203,7 +216,7 @@ TEST(Trainer, DivergenceIsReportedAndNeverSaved) {
   fs::remove_all(o.out);
 }
 
-TEST(Trainer, CheckpointsAreModelsAndArePruned) {
+TEST_F(Trainer, CheckpointsAreModelsAndArePruned) {
   TrainOptions o = tiny(fresh_dir("ckpt"));
   o.save_every = 2;
   o.keep = 2;
@@ -219,7 +232,7 @@ TEST(Trainer, CheckpointsAreModelsAndArePruned) {
   fs::remove_all(o.out);
 }
 
-TEST(Trainer, OptionErrors) {
+TEST_F(Trainer, OptionErrors) {
   const std::string out = fresh_dir("errors");
   TrainOptions o = tiny(out);
   o.resume = true;
