@@ -269,23 +269,32 @@ TEST(TokenDataChunks, ChunkedEqualsWhole) {
 }
 
 TEST(TokenDataChunks, ThreadsAndChunkingDoNotChangeTokens) {
-  const std::string text = read_file(kSrc + "/README.md") + read_file(kSrc + "/docs/format.md");
-  const Tokenizer tok = fixture_tokenizer("smollm2");
+  const std::string tj = read_file(kTokDir + "smollm2/tokenizer.json");
+  const Tokenizer tok = Tokenizer::from_json_string(tj, "smollm2");
+  // Large enough (8x the tokenizer.json) for the workers to load their own copies of the tokenizer.
+  const std::string part = read_file(kSrc + "/README.md") + read_file(kSrc + "/docs/format.md");
+  std::string text;
+  while (text.size() <= 8 * tj.size()) text += part;
   EncodeOptions one;
   one.threads = 1;
   one.chunked = false;
   EncodeOptions many;
   many.threads = 2;
-  many.chunk_bytes = 700;
+  many.chunk_bytes = 4096;
   int64_t last_done = 0, total = 0;
   many.progress = [&](int64_t d, int64_t t) {
     EXPECT_GE(d, last_done);
     last_done = d;
     total = t;
   };
-  EXPECT_EQ(encode_texts(tok, {text}, one), encode_texts(tok, {text}, many));
+  const auto want = encode_texts(tok, {text}, one);
+  EXPECT_EQ(want, encode_texts(tok, {text}, many));
   EXPECT_EQ(last_done, int64_t(text.size()));
   EXPECT_EQ(total, int64_t(text.size()));
+  EncodeOptions copies = many;
+  copies.tokenizer_json = tj;
+  copies.progress = nullptr;
+  EXPECT_EQ(want, encode_texts(tok, {text}, copies));
 }
 
 // ---- the split ----------------------------------------------------------------------------------------------------

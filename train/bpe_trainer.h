@@ -46,7 +46,7 @@ struct WordCount {
 
 struct CountOptions {
   int threads = 0;                       // 0: all cores
-  size_t chunk_bytes = size_t(1) << 20;  // texts are counted in pieces of about this size, in parallel
+  size_t chunk_bytes = size_t(256) << 10;  // texts are counted in pieces of about this size, in parallel
   std::string special = kEndOfText;      // cut out of the texts before counting ("" for none)
   std::function<void(int64_t done_bytes, int64_t total_bytes)> progress;  // under a lock, any thread
 };

@@ -179,6 +179,13 @@ void run_data(const DataArgs& a) {
               double(bytes) / double(std::max<int64_t>(n_train + n_val, 1)), t3 - t0,
               double(bytes) / 1e6 / std::max(t2 - t1, 1e-9), threads, threads == 1 ? "" : "s",
               td.chunked ? "" : (", whole documents: " + td.chunk_note).c_str());
+  std::fflush(stdout);
+  const double got = double(sp.val_bytes) / double(std::max<int64_t>(bytes, 1));
+  if (sp.by_document && (got > 2 * a.val_fraction || got < 0.5 * a.val_fraction))
+    std::fprintf(stderr,
+                 "streamllm: note: the validation set is %.1f%% of the text (asked for %.1f%%): it is whole "
+                 "documents, split at the document boundary nearest the split point\n",
+                 100 * got, 100 * a.val_fraction);
 }
 
 // ---- streamllm tokenizer train ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <mutex>              // std::mutex
 #include <nlohmann/json.hpp>  // nlohmann::json
 #include <omp.h>              // omp_get_max_threads
+#include <optional>           // std::optional
 #include <thread>             // std::thread
 #include <unistd.h>           // write, fsync, close, getpid
 
@@ -457,9 +458,16 @@ std::vector<std::vector<int32_t>> encode_texts(const Tokenizer& tok, const std::
   std::vector<std::vector<int32_t>> parts(tasks.size());
   std::mutex mu;
   int64_t done = 0;
-  parallel_tasks(tasks.size(), opt.threads, [&](size_t k, int) {
+  const bool own_copies = !opt.tokenizer_json.empty() && total >= 8 * int64_t(opt.tokenizer_json.size());
+  std::vector<std::optional<Tokenizer>> own(size_t(worker_count(opt.threads, tasks.size())));
+  parallel_tasks(tasks.size(), opt.threads, [&](size_t k, int w) {
     const Task& t = tasks[k];
-    parts[k] = tok.encode(texts[t.text].substr(t.b, t.e - t.b));
+    const Tokenizer* tk = &tok;
+    if (w > 0 && own_copies) {
+      if (!own[size_t(w)]) own[size_t(w)] = Tokenizer::from_json_string(std::string(opt.tokenizer_json), "tokenizer");
+      tk = &*own[size_t(w)];
+    }
+    parts[k] = tk->encode(texts[t.text].substr(t.b, t.e - t.b));
     if (opt.progress) {
       std::lock_guard<std::mutex> lock(mu);
       done += int64_t(t.e - t.b);
@@ -542,6 +550,7 @@ TokenData make_token_data(const Corpus& corpus, const Tokenizer& tok, const std:
   const ChunkPolicy pol = chunk_policy(tokenizer_json);
   EncodeOptions eo = opt;
   eo.chunked = opt.chunked && pol.chunked;
+  eo.tokenizer_json = tokenizer_json;
   td.chunked = eo.chunked;
   td.chunk_note = !opt.chunked ? "chunking off" : pol.chunked ? "" : pol.reason;
   const std::vector<Document>& docs = corpus.docs();

@@ -124,8 +124,12 @@ ChunkPolicy chunk_policy(const std::string& tokenizer_json);
 
 struct EncodeOptions {
   int threads = 0;                      // 0: all cores
-  size_t chunk_bytes = size_t(1) << 20;  // target piece size when chunking
+  size_t chunk_bytes = size_t(256) << 10;  // target piece size when chunking
   bool chunked = true;                  // split long texts at chunk boundaries (only if the pipeline allows)
+  // The tokenizer's JSON text. When given and the texts are large (>= 8x the JSON), every worker but the first
+  // encodes with its own copy loaded from it: a Tokenizer's word cache is shared by its copies behind one mutex,
+  // which busy threads contend for, while a copy costs a load and a cold cache (not worth it for small inputs).
+  std::string_view tokenizer_json;
   std::function<void(int64_t done_bytes, int64_t total_bytes)> progress;  // called under a lock, any thread
 };
 
