@@ -177,7 +177,7 @@ TEST_F(TokenDataFiles, CorpusTextAndJsonl) {
   CorpusOptions text;
   text.format = "text";
   EXPECT_EQ(Corpus::load({path("b.jsonl")}, text).docs().size(), 1u);
-  write_file(path("c.jsonl"), "{\"body\": \"x\"}\n");
+  write_file(path("c.jsonl"), "\xEF\xBB\xBF{\"body\": \"x\"}\n");  // a byte order mark is skipped
   CorpusOptions body;
   body.jsonl_field = "body";
   EXPECT_EQ(Corpus::load({path("c.jsonl")}, body).docs()[0].text, "x");
@@ -234,6 +234,8 @@ TEST(TokenDataChunks, Policy) {
   EXPECT_FALSE(pol("llama2").chunked);                           // Prepend normalizer
   EXPECT_FALSE(pol("llama2_metaspace").chunked);
   EXPECT_FALSE(chunk_policy("not json").chunked);
+  EXPECT_FALSE(chunk_policy(read_file(kSrc + "/data/tokenizers/bytes/tokenizer.json")).chunked);  // no regex split
+  EXPECT_FALSE(chunk_policy(R"({"pre_tokenizer": {"type": 5}, "model": {"type": "BPE"}})").chunked);
 }
 
 // The claim behind chunked encoding: for every pipeline the policy admits, cutting at every chunk boundary gives

@@ -255,6 +255,7 @@ Corpus Corpus::load(const std::vector<std::string>& files, const CorpusOptions& 
       c.maps_.push_back(std::move(m));  // the document points into the mapping: keep it
     } else {
       int64_t line = 0;
+      if (all.substr(0, 3) == "\xEF\xBB\xBF") all.remove_prefix(3);  // a UTF-8 byte order mark
       for (size_t b = 0; b < all.size();) {
         size_t e = all.find('\n', b);
         if (e == std::string_view::npos) e = all.size();
@@ -340,21 +341,26 @@ std::string check_pipeline(const json& t) {
   if (!t.contains("pre_tokenizer") || t["pre_tokenizer"].is_null()) return "no pre-tokenizer";
   std::vector<const json*> ops;
   flatten(t["pre_tokenizer"], "pretokenizers", ops);
+  bool splits_lines = false;  // some stage cuts the text with one of the two regexes
   for (const json* op : ops) {
     if (!op->is_object()) return "pre-tokenizer is not an object";
     const std::string type = op->value("type", "");
     if (type == "ByteLevel") {
       if (op->value("add_prefix_space", false)) return "ByteLevel add_prefix_space";
+      splits_lines |= op->value("use_regex", true);
     } else if (type == "Digits") {
     } else if (type == "Split") {
       const json& pat = op->value("pattern", json());
       const std::string re = pat.is_object() && pat.contains("Regex") && pat["Regex"].is_string() ? pat["Regex"].get<std::string>() : "";
       if (re != kGpt2Regex && re != kLlama3Regex) return "Split pattern not known to respect line boundaries";
       if (op->value("behavior", "") != "Isolated" || op->value("invert", false)) return "Split behavior";
+      splits_lines = true;
     } else {
       return "pre-tokenizer " + type;
     }
   }
+  // Without such a cut a whole line run is one word, and BPE may merge across the line break.
+  if (!splits_lines) return "no pre-tokenizer regex splits the text at line breaks";
   const json& model = t.value("model", json());
   if (!model.is_object() || model.value("type", "BPE") != "BPE") return "model is not BPE";
   if (t.contains("added_tokens") && t["added_tokens"].is_array())
@@ -399,7 +405,12 @@ ChunkPolicy chunk_policy(const std::string& tokenizer_json) {
   } catch (const json::exception&) {
     return {false, "tokenizer.json does not parse"};
   }
-  std::string why = check_pipeline(t);
+  std::string why;
+  try {
+    why = check_pipeline(t);
+  } catch (const json::exception&) {  // a field of an unexpected type
+    why = "unexpected tokenizer.json structure";
+  }
   return {why.empty(), why};
 }
 

@@ -114,8 +114,9 @@ bool is_chunk_boundary(std::string_view text, size_t p);
 std::vector<size_t> chunk_cuts(std::string_view text, size_t target_bytes);
 
 // Whether a tokenizer's pipeline respects chunk boundaries: no normalizer or NFC only; pre-tokenizers among
-// ByteLevel (no prefix space), Digits and Split with the GPT-2 or Llama-3 regex (isolated, not inverted); a BPE
-// model; no added token containing '\n' and none with lstrip. `reason` says which part failed.
+// ByteLevel (no prefix space), Digits and Split with the GPT-2 or Llama-3 regex (isolated, not inverted), one of
+// which really splits with its regex (else a run of lines is one word that BPE may merge across); a BPE model;
+// no added token containing '\n' and none with lstrip. `reason` says which part failed.
 struct ChunkPolicy {
   bool chunked = false;
   std::string reason;  // why not (empty when chunked)
