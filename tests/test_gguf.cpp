@@ -9,6 +9,7 @@
 //   - when models/SmolLM2-135M-Instruct.Q4_1.gguf exists (scripts/fetch-smollm2.sh), the real model gives
 //     transformers' token ids, weights and logits (tests/fixtures/gguf/smollm2.reference.json); skipped otherwise.
 #include <gtest/gtest.h>
+#include <unistd.h>  // getpid
 
 #include <algorithm>          // std::max
 #include <cmath>              // std::fabs, std::exp, std::log
@@ -47,7 +48,8 @@ std::string read_file(const std::string& path) {
 }
 
 std::string temp_file(const std::string& name, const std::string& bytes) {
-  const std::string p = ::testing::TempDir() + "sllm_gguf_" + name;
+  // The pid keeps parallel test processes (ctest -j) from writing the same file.
+  const std::string p = ::testing::TempDir() + "sllm_gguf_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(p, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
   return p;
 }
