@@ -12,6 +12,7 @@
 #include "ops/backend.h"      // cpu_backend
 #include "runtime/stream.h"   // stream_nll, cache_sinks
 #include "runtime/sysinfo.h"  // peak_rss_bytes
+#include "train/plot.h"       // plot::Chart, write_svg
 
 namespace sllm::cli {
 
@@ -19,7 +20,8 @@ namespace {
 
 struct PplArgs {
   ModelArgs m;
-  std::string file, csv, cache = "streaming", kv_dtype = "f32";
+  std::string file, csv, plot, cache = "streaming", kv_dtype = "f32";
+  int64_t plot_window = 0;
   int64_t sinks = -1, window = 1020, chunk = 256, max_tokens = 0, pos0 = 0;
   bool no_progress = false;
 };
@@ -50,6 +52,34 @@ void write_csv(const std::string& path, const std::vector<int32_t>& ids, const s
     if (!f) throw Error(path + ": write failed");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path + ": cannot rename the temporary file into place");
+}
+
+// Log-perplexity versus tokens streamed (the paper's Fig. 3 shape): per policy, the mean NLL of the last
+// `span` tokens at regular points of the stream.
+void write_plot(const std::string& path, const std::string& title, const std::vector<std::string>& names,
+                const std::vector<PplResult>& rs, int64_t span) {
+  plot::Chart c;
+  c.title = title;
+  c.xlabel = "tokens streamed";
+  c.ylabel = "log perplexity (mean NLL of the last " + std::to_string(span) + " tokens)";
+  for (size_t i = 0; i < rs.size(); ++i) {
+    plot::Series s;
+    s.name = names[i];
+    const auto& nll = rs[i].nll;
+    const int64_t n = int64_t(nll.size());
+    const int64_t step = std::max<int64_t>(1, n / 400);  // at most ~400 points per series
+    double run = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      run += nll[size_t(t)];
+      if (t >= span) run -= nll[size_t(t - span)];
+      if (t + 1 >= std::min(span, n) && ((t + 1) % step == 0 || t + 1 == n)) {
+        s.x.push_back(double(t + 1));
+        s.y.push_back(run / double(std::min<int64_t>(span, t + 1)));
+      }
+    }
+    c.series.push_back(std::move(s));
+  }
+  plot::write_svg(c, path);
 }
 
 void run(const PplArgs& a) {
@@ -107,6 +137,13 @@ void run(const PplArgs& a) {
     }
     write_csv(a.csv, ids, cols, results);
   }
+  if (!a.plot.empty()) {
+    const int64_t span = a.plot_window > 0 ? a.plot_window : std::max<int64_t>(16, int64_t(ids.size()) / 50);
+    std::string title = a.m.model;
+    title += ": " + std::to_string(ids.size()) + " tokens";
+    write_plot(a.plot, title, names, results, span);
+    std::printf("plot: %s\n", a.plot.c_str());
+  }
   if (results.size() > 1) {
     std::printf("\n| cache | tokens | ppl | tok/s | kv cache | peak RSS |\n|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < results.size(); ++i)
@@ -138,6 +175,9 @@ void register_ppl(CLI::App& app) {
   cmd->add_option("--max-tokens", a->max_tokens, "Score only the first N tokens (0 = all)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--start-pos", a->pos0, "Absolute position of the first token (RoPE)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--csv", a->csv, "Write per-token NLL to this CSV file (index, token, one column per policy)");
+  cmd->add_option("--plot", a->plot, "Write an SVG of log-perplexity versus tokens streamed, one line per policy");
+  cmd->add_option("--plot-window", a->plot_window, "Tokens averaged per plot point (default: 2% of the text)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache element type: f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
   cmd->add_flag("--no-progress", a->no_progress, "No progress bar");
