@@ -1,0 +1,1191 @@
+// The ablation grid (see ablate.h): the config, the runs, their evaluation, and the results folder.
+//
+// Why the pieces look as they do:
+// - A run is a plain `streamllm train` directory, so everything the trainer guarantees (atomic checkpoints,
+//   bit-identical resume, SIGINT checkpoints) carries over, and a run can be inspected or streamed on its own.
+// - An evaluation is cached next to its run as JSON with the settings it was computed under (the cache, the
+//   tokens, the validation shard, and the model file's size and modification time): any change recomputes it, an
+//   unchanged grid recomputes nothing, and the results folder is rebuilt from these files every time, so
+//   rerunning a finished grid writes byte-identical tables, CSVs and plots (meta.json carries the date).
+// - Perplexity is exp(mean NLL) over the scored tokens of one stream; the table's cell is the mean of the seeds'
+//   perplexities with their spread. The curves are the mean NLL of consecutive segments of `curve_every` tokens
+//   (the log-perplexity of each segment), the shape of the paper's Fig. 3.
+#include "train/ablate.h"
+
+#include <omp.h>     // omp_set_num_threads, omp_get_max_threads
+#include <unistd.h>  // isatty
+
+#include <CLI/CLI.hpp>        // CLI::ConfigTOML (the TOML reader `streamllm train --config` uses)
+#include <algorithm>          // std::min, std::max, std::find
+#include <chrono>             // std::chrono
+#include <cmath>              // std::exp, std::sqrt, std::isfinite
+#include <cstdio>             // std::printf, std::snprintf, popen
+#include <ctime>              // std::time, std::gmtime, std::strftime
+#include <filesystem>         // std::filesystem
+#include <fstream>            // std::ifstream
+#include <functional>         // std::function
+#include <limits>             // std::numeric_limits
+#include <map>                // std::map
+#include <nlohmann/json.hpp>  // nlohmann::json
+#include <optional>           // std::optional
+#include <set>                // std::set
+#include <sstream>            // std::stringstream
+#include <thread>             // std::thread::hardware_concurrency
+
+#include "core/error.h"        // Error
+#include "model/bundle.h"      // load_bundle
+#include "ops/backend.h"       // cpu_backend
+#include "train/checkpoint.h"  // list_checkpoints
+#include "train/plot.h"        // plot::Chart, plot::write_svg
+#include "train/token_data.h"  // TokenShard, write_file_atomic
+
+#ifndef SLLM_VERSION
+#define SLLM_VERSION "unknown"
+#endif
+
+namespace sllm::train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string duration(double s) {
+  char b[32];
+  if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else std::snprintf(b, sizeof b, "%dm%02ds", int(s / 60), int(s) % 60);
+  return b;
+}
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+// ---- values as the TOML reader gives them (strings with the quotes removed) ----------------------------------
+
+int64_t to_int(const std::string& v, const std::string& what) {
+  size_t pos = 0;
+  long long x = 0;
+  try {
+    x = std::stoll(v, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (v.empty() || pos != v.size()) throw Error(what + ": expected an integer, got '" + v + "'");
+  return x;
+}
+
+uint64_t to_uint(const std::string& v, const std::string& what) {
+  size_t pos = 0;
+  unsigned long long x = 0;
+  try {
+    if (!v.empty() && v[0] != '-') x = std::stoull(v, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (v.empty() || pos != v.size()) throw Error(what + ": expected a non-negative integer, got '" + v + "'");
+  return x;
+}
+
+double to_double(const std::string& v, const std::string& what) {
+  size_t pos = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (v.empty() || pos != v.size() || !std::isfinite(x)) throw Error(what + ": expected a number, got '" + v + "'");
+  return x;
+}
+
+bool to_bool(const std::string& v, const std::string& what) {
+  if (v == "true" || v == "1") return true;
+  if (v == "false" || v == "0") return false;
+  throw Error(what + ": expected true or false, got '" + v + "'");
+}
+
+template <class T>
+T parse_as(const std::string& v, const std::string& what) {
+  if constexpr (std::is_same_v<T, std::string>) return v;
+  else if constexpr (std::is_same_v<T, bool>) return to_bool(v, what);
+  else if constexpr (std::is_same_v<T, double>) return to_double(v, what);
+  else if constexpr (std::is_same_v<T, uint64_t>) return to_uint(v, what);
+  else {
+    const int64_t x = to_int(v, what);
+    if (x < int64_t(std::numeric_limits<T>::min()) || x > int64_t(std::numeric_limits<T>::max()))
+      throw Error(what + ": " + v + " is out of range");
+    return T(x);
+  }
+}
+
+// ---- [train]: `streamllm train`'s options (train/cmd_train.cpp; a test checks the two lists agree) -------------
+
+using Setter = std::function<void(TrainOptions&, const std::string&, const std::string&)>;
+
+template <class T>
+Setter field(T TrainOptions::*m) {
+  return [m](TrainOptions& o, const std::string& v, const std::string& what) { o.*m = parse_as<T>(v, what); };
+}
+Setter negated(bool TrainOptions::*m) {
+  return [m](TrainOptions& o, const std::string& v, const std::string& what) { o.*m = !to_bool(v, what); };
+}
+
+const std::map<std::string, Setter>& train_setters() {
+  static const std::map<std::string, Setter> m = {
+      {"family", field(&TrainOptions::family)},
+      {"hidden", field(&TrainOptions::hidden)},
+      {"layers", field(&TrainOptions::layers)},
+      {"heads", field(&TrainOptions::heads)},
+      {"kv-heads", field(&TrainOptions::kv_heads)},
+      {"ffn", field(&TrainOptions::ffn)},
+      {"rotary-pct", field(&TrainOptions::rotary_pct)},
+      {"rope-theta", field(&TrainOptions::rope_theta)},
+      {"tied-head", field(&TrainOptions::tied_head)},
+      {"untied-head", negated(&TrainOptions::tied_head)},
+      {"seq-len", field(&TrainOptions::seq_len)},
+      {"batch", field(&TrainOptions::batch)},
+      {"accum", field(&TrainOptions::accum)},
+      {"shuffle", field(&TrainOptions::shuffle)},
+      {"no-shuffle", negated(&TrainOptions::shuffle)},
+      {"steps", field(&TrainOptions::steps)},
+      {"lr", field(&TrainOptions::lr)},
+      {"min-lr-ratio", field(&TrainOptions::min_lr_ratio)},
+      {"warmup", field(&TrainOptions::warmup)},
+      {"weight-decay", field(&TrainOptions::weight_decay)},
+      {"beta1", field(&TrainOptions::beta1)},
+      {"beta2", field(&TrainOptions::beta2)},
+      {"eps", field(&TrainOptions::eps)},
+      {"clip", field(&TrainOptions::clip)},
+      {"eval-every", field(&TrainOptions::eval_every)},
+      {"eval-tokens", field(&TrainOptions::eval_tokens)},
+      {"save-every", field(&TrainOptions::save_every)},
+      {"keep", field(&TrainOptions::keep)},
+      {"log-every", field(&TrainOptions::log_every)},
+      {"threads", field(&TrainOptions::threads)},
+      {"quiet", field(&TrainOptions::quiet)},
+  };
+  return m;
+}
+
+// Train options the grid sets per run, with the key to use instead.
+const std::map<std::string, std::string>& grid_owned() {
+  static const std::map<std::string, std::string> m = {
+      {"sink", "the variants list sets it"},     {"sink-tokens", "the variants list sets it (learnable_sink:K)"},
+      {"seed", "the seeds list sets it"},        {"data", "use the top-level data key"},
+      {"out", "each run's directory is <out>/runs/<variant>-s<seed>"},
+      {"resume", "the grid resumes unfinished runs by itself"},
+      {"config", "a config cannot name another config"}};
+  return m;
+}
+
+std::string normalise(std::string k, char from, char to) {
+  for (char& ch : k)
+    if (ch == from) ch = to;
+  return k;
+}
+
+std::string prefix(const AblateConfig& c) { return c.config_path.empty() ? "" : c.config_path + ": "; }
+
+}  // namespace
+
+// ---- variants and caches ----------------------------------------------------------------------------------------
+
+AblateVariant parse_variant(const std::string& spec) {
+  AblateVariant v;
+  v.spec = spec;
+  const size_t colon = spec.find(':');
+  v.sink = spec.substr(0, colon);
+  if (v.sink != "vanilla" && v.sink != "zero_sink" && v.sink != "learnable_sink" && v.sink != "sink_logit")
+    throw Error("variants: '" + spec + "' is not one of vanilla, zero_sink, learnable_sink:K, sink_logit");
+  if (colon != std::string::npos) {
+    if (v.sink != "learnable_sink") throw Error("variants: '" + spec + "': only learnable_sink takes :K");
+    v.sink_tokens = to_int(spec.substr(colon + 1), "variants: '" + spec + "': K");
+    if (v.sink_tokens < 1 || v.sink_tokens > 64) throw Error("variants: '" + spec + "': K must be in [1, 64]");
+  }
+  return v;
+}
+
+std::string AblateVariant::slug() const {
+  return sink == "learnable_sink" ? sink + "_k" + std::to_string(sink_tokens) : sink;
+}
+
+AblateCache parse_cache(const std::string& spec, int64_t recompute_window) {
+  AblateCache k;
+  k.spec = spec;
+  if (spec == "dense" || spec == "recompute") {
+    k.baseline = true;
+    k.mode = spec == "dense" ? CacheMode::Dense : CacheMode::Recompute;
+    k.window = spec == "recompute" ? recompute_window : 0;
+    return k;
+  }
+  const size_t plus = spec.find('+');
+  if (plus == std::string::npos)
+    throw Error("caches: '" + spec + "' is not S+R (sinks + recent tokens, e.g. 4+252); dense and recompute go in baselines");
+  k.sinks = to_int(spec.substr(0, plus), "caches: '" + spec + "': S");
+  k.window = to_int(spec.substr(plus + 1), "caches: '" + spec + "': R");
+  if (k.sinks < 0 || k.sinks > (int64_t(1) << 20)) throw Error("caches: '" + spec + "': S must be in [0, 2^20]");
+  if (k.window < 1 || k.window > (int64_t(1) << 24)) throw Error("caches: '" + spec + "': R must be in [1, 2^24]");
+  k.mode = k.sinks == 0 ? CacheMode::Window : CacheMode::Streaming;
+  return k;
+}
+
+std::string AblateCache::label() const {
+  return mode == CacheMode::Recompute ? "recompute L=" + std::to_string(window) : spec;
+}
+
+// ---- the config ------------------------------------------------------------------------------------------------
+
+std::vector<std::string> ablate_train_keys() {
+  std::vector<std::string> v;
+  for (const auto& [k, s] : train_setters()) v.push_back(k);
+  return v;
+}
+
+std::vector<std::string> ablate_grid_owned_train_keys() {
+  std::vector<std::string> v;
+  for (const auto& [k, s] : grid_owned()) v.push_back(k);
+  return v;
+}
+
+void set_ablate_key(AblateConfig& c, const std::string& key_in, const std::vector<std::string>& values_in,
+                    const std::string& where) {
+  std::vector<std::string> values;
+  for (const auto& v : values_in)
+    if (!v.empty()) values.push_back(v);
+  if (key_in.rfind("train.", 0) == 0) {
+    const std::string key = normalise(key_in.substr(6), '_', '-');
+    const std::string what = where + "[train] " + key;
+    if (auto it = grid_owned().find(key); it != grid_owned().end())
+      throw Error(what + ": set by the grid, not by [train] (" + it->second + ")");
+    auto it = train_setters().find(key);
+    if (it == train_setters().end())
+      throw Error(where + "unknown key '" + key + "' in [train] (the keys are `streamllm train`'s option names)");
+    if (values.size() != 1) throw Error(what + ": expected one value");
+    it->second(c.train, values[0], what);
+    if (key == "log-every") c.log_every_given = true;
+    return;
+  }
+  const std::string key = normalise(key_in, '-', '_');
+  const std::string what = where + key;
+  auto one = [&]() -> const std::string& {
+    if (values.size() != 1) throw Error(what + ": expected one value, got " + std::to_string(values.size()));
+    return values[0];
+  };
+  if (key == "name") c.name = one();
+  else if (key == "data") c.data = one();
+  else if (key == "out") c.out = one();
+  else if (key == "variants") c.variants = values;
+  else if (key == "caches") c.caches = values;
+  else if (key == "baselines") c.baselines = values;
+  else if (key == "seeds") {
+    c.seeds.clear();
+    for (const auto& v : values) c.seeds.push_back(to_uint(v, what));
+  } else if (key == "eval_tokens") c.eval_tokens = to_int(one(), what);
+  else if (key == "curve_every") c.curve_every = to_int(one(), what);
+  else if (key == "recompute_window") c.recompute_window = to_int(one(), what);
+  else if (key == "chunk") c.chunk = to_int(one(), what);
+  else if (key == "threads") c.threads = parse_as<int>(one(), what);
+  else
+    throw Error(where + "unknown key '" + key_in +
+                "' (top-level keys: name, data, out, variants, seeds, caches, baselines, eval_tokens, curve_every, "
+                "recompute_window, chunk, threads; training options go in [train])");
+}
+
+AblateConfig load_ablate_config(const std::string& path) {
+  AblateConfig c;
+  c.config_path = path;
+  c.config_text = read_text(path);
+  c.name = fs::path(path).stem().string();
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    throw Error(path + ": cannot read the config file (" + e.what() + ")");
+  }
+  std::set<std::string> seen;
+  for (const CLI::ConfigItem& it : items) {
+    if (it.name == "++" || it.name == "--") continue;  // section markers
+    // (CLI11 merges a key repeated on the next line into one list; any other repeat is caught here.)
+    if (!seen.insert(join(it.parents, ".") + "." + it.name).second)
+      throw Error(path + ": key '" + it.name + "' is given twice" + (it.parents.empty() ? "" : " in [" + join(it.parents, ".") + "]"));
+    if (it.parents.empty()) set_ablate_key(c, it.name, it.inputs, path + ": ");
+    else if (it.parents.size() == 1 && it.parents[0] == "train")
+      set_ablate_key(c, "train." + it.name, it.inputs, path + ": ");
+    else
+      throw Error(path + ": unknown section [" + join(it.parents, ".") + "] (the only section is [train])");
+  }
+  return c;
+}
+
+namespace {
+
+// ---- the grid ----------------------------------------------------------------------------------------------------
+
+struct Run {
+  AblateVariant v;
+  uint64_t seed = 0;
+  std::string dir;
+  TrainOptions opt;
+  std::string name() const { return v.spec + " seed " + std::to_string(seed); }
+};
+
+struct Grid {
+  std::vector<AblateVariant> variants;
+  std::vector<AblateCache> caches;  // the S+R caches, then the baselines
+  std::vector<Run> runs;            // seed-major: every variant of the first seed first (an early complete table)
+  std::string out, val_path;
+  int64_t val_tokens = 0;
+  uint64_t val_tokenizer = 0;
+  int64_t curve_every = 0;
+};
+
+TrainOptions run_options(const AblateConfig& c, const AblateVariant& v, uint64_t seed, const std::string& dir) {
+  TrainOptions o = c.train;
+  o.sink = v.sink;
+  o.sink_tokens = v.sink == "learnable_sink" ? v.sink_tokens : 1;
+  o.seed = seed;
+  o.data = fs::absolute(c.data).lexically_normal().string();
+  o.out = dir;
+  o.resume = false;
+  if (c.threads > 0) o.threads = c.threads;
+  if (!c.log_every_given) o.log_every = std::max<int64_t>(1, o.steps / 10);
+  return o;
+}
+
+Grid make_grid(const AblateConfig& c) {
+  Grid g;
+  const std::string pre = prefix(c);
+  auto check = [&](bool ok, const std::string& msg) {
+    if (!ok) throw Error(pre + msg);
+  };
+  check(!c.data.empty(), "data: required (a directory written by `streamllm data`)");
+  check(!c.out.empty(), "out: required (the results folder)");
+  check(!c.variants.empty(), "variants: give at least one (vanilla, zero_sink, learnable_sink:K, sink_logit)");
+  check(!c.seeds.empty(), "seeds: give at least one training seed");
+  check(!c.caches.empty() || !c.baselines.empty(), "caches: give at least one S+R cache (or a baseline)");
+  check(c.eval_tokens >= 2, "eval_tokens: required, at least 2 (tokens streamed from the start of val.bin)");
+  check(c.curve_every >= 0, "curve_every: must be >= 0 (0 = eval_tokens / 64)");
+  check(c.recompute_window >= 0, "recompute_window: must be >= 0 (0 = S+R of the first cache)");
+  check(c.chunk >= 1 && c.chunk <= 65536, "chunk: must be in [1, 65536]");
+  check(c.threads >= 0, "threads: must be >= 0 (0 = all cores)");
+  g.out = fs::absolute(c.out).lexically_normal().string();
+  try {
+    std::set<std::string> seen;
+    for (const auto& s : c.variants) {
+      g.variants.push_back(parse_variant(s));
+      if (!seen.insert(g.variants.back().slug()).second) throw Error("variants: '" + s + "' is listed twice");
+    }
+    const int64_t L = c.recompute_window > 0 ? c.recompute_window
+                      : !c.caches.empty()    ? parse_cache(c.caches[0], 0).sinks + parse_cache(c.caches[0], 0).window
+                                             : c.train.seq_len;
+    seen.clear();
+    for (const auto& s : c.caches) {
+      if (s == "dense" || s == "recompute")
+        throw Error("caches: '" + s + "' is a baseline: list it in baselines = [\"dense\", \"recompute\"]");
+      g.caches.push_back(parse_cache(s, L));
+      if (!seen.insert(s).second) throw Error("caches: '" + s + "' is listed twice");
+    }
+    for (const auto& s : c.baselines) {
+      if (s != "dense" && s != "recompute") throw Error("baselines: '" + s + "' is not dense or recompute");
+      g.caches.push_back(parse_cache(s, L));
+      if (!seen.insert(s).second) throw Error("baselines: '" + s + "' is listed twice");
+    }
+    for (const auto& v : g.variants)
+      if (v.sink == "learnable_sink" && L < v.sink_tokens + 1 &&
+          std::find(c.baselines.begin(), c.baselines.end(), "recompute") != c.baselines.end())
+        throw Error("recompute_window: " + std::to_string(L) + " leaves no room for text after the " +
+                    std::to_string(v.sink_tokens) + " sink tokens of " + v.spec);
+    std::set<uint64_t> seeds;
+    for (uint64_t s : c.seeds)
+      if (!seeds.insert(s).second) throw Error("seeds: " + std::to_string(s) + " is listed twice");
+  } catch (const Error& e) {
+    throw Error(pre + e.what());
+  }
+  for (uint64_t seed : c.seeds)
+    for (const auto& v : g.variants) {
+      Run r;
+      r.v = v;
+      r.seed = seed;
+      r.dir = (fs::path(g.out) / "runs" / (v.slug() + "-s" + std::to_string(seed))).string();
+      r.opt = run_options(c, v, seed, r.dir);
+      try {
+        r.opt.validate();
+        r.opt.model_config(256);  // the model-shape checks (any vocabulary)
+      } catch (const Error& e) {
+        throw Error(pre + "[train] " + e.what());
+      }
+      g.runs.push_back(r);
+    }
+  std::error_code ec;
+  if (!fs::is_directory(c.data, ec))
+    throw Error(pre + "data: " + c.data + " is not a directory (make one with `streamllm data`)");
+  const TokenShard val = TokenShard::open((fs::path(c.data) / "val.bin").string());
+  g.val_path = fs::absolute(val.path()).lexically_normal().string();
+  g.val_tokens = val.size();
+  g.val_tokenizer = val.tokenizer_id();
+  if (c.eval_tokens > val.size())
+    throw Error(pre + "eval_tokens: " + std::to_string(c.eval_tokens) + " is more than the " +
+                std::to_string(val.size()) + " tokens of " + val.path());
+  g.curve_every = c.curve_every > 0 ? c.curve_every : std::max<int64_t>(1, c.eval_tokens / 64);
+  return g;
+}
+
+// ---- run state -----------------------------------------------------------------------------------------------------
+
+enum class RunState { New, Resume, Done };
+
+struct RunStatus {
+  RunState state = RunState::New;
+  std::string checkpoint;  // Resume: the newest checkpoint
+  int64_t steps_done = 0;  // Resume: its step
+};
+
+// Options that do not change the trained weights (paths, logging, how often to validate or save).
+const std::set<std::string> kIgnoredOptions = {"out", "data", "eval_every", "eval_tokens", "save_every", "keep"};
+
+RunStatus run_status(const Run& r) {
+  RunStatus s;
+  const fs::path dir(r.dir);
+  std::error_code ec;
+  if (fs::exists(dir / "model.h5", ec)) {
+    json saved;
+    try {
+      saved = json::parse(read_text((dir / "options.json").string()));
+    } catch (const std::exception& e) {
+      throw Error(r.dir + ": has a model.h5 but no readable options.json (" + e.what() +
+                  "); delete the directory to retrain it");
+    }
+    const json want = json::parse(r.opt.to_json());
+    for (const auto& [k, v] : want.items())
+      if (!kIgnoredOptions.count(k) && saved.contains(k) && saved[k] != v)
+        throw Error(r.dir + ": was trained with " + k + " = " + saved[k].dump() + ", the grid asks " + v.dump() +
+                    "; delete the directory to retrain it (or choose another out)");
+    s.state = RunState::Done;
+    return s;
+  }
+  const auto ck = list_checkpoints(r.dir);
+  if (!ck.empty()) {
+    s.state = RunState::Resume;
+    s.checkpoint = ck.back();
+    const std::string f = fs::path(ck.back()).stem().string();  // ckpt-00000123
+    s.steps_done = to_int(f.substr(f.find('-') + 1), ck.back());
+  }
+  return s;
+}
+
+// What metrics.jsonl says about a run.
+struct RunMetrics {
+  std::vector<double> step, loss;
+  double final_loss = std::numeric_limits<double>::quiet_NaN();
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  double train_seconds = 0;  // summed over the invocations that trained it (elapsed_s restarts at each)
+};
+
+RunMetrics read_metrics(const std::string& dir) {
+  RunMetrics m;
+  std::ifstream f(fs::path(dir) / "metrics.jsonl");
+  std::string line;
+  double seg = 0, last = -1;
+  while (std::getline(f, line)) {
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (j.contains("val_loss")) m.val_loss = j["val_loss"].get<double>();
+    if (!j.contains("loss")) continue;
+    m.step.push_back(j.value("step", 0.0));
+    m.loss.push_back(j["loss"].get<double>());
+    const double e = j.value("elapsed_s", 0.0);
+    if (e < last) {  // a new invocation (resume)
+      m.train_seconds += seg;
+      seg = 0;
+    }
+    seg = last = e;
+  }
+  m.train_seconds += seg;
+  if (!m.loss.empty()) m.final_loss = m.loss.back();
+  return m;
+}
+
+// ---- evaluation --------------------------------------------------------------------------------------------------
+
+struct EvalRecord {
+  int64_t tokens = 0;  // tokens scored
+  double mean_nll = 0, ppl = 0, seconds = 0;
+  std::vector<double> cx, cy;  // curve: tokens streamed at the end of each segment, the segment's mean NLL
+};
+
+std::string eval_path(const Run& r, const AblateCache& k) {
+  return (fs::path(r.dir) / ("eval-" + k.spec + ".json")).string();
+}
+
+json eval_settings(const AblateConfig& c, const Grid& g, const Run& r, const AblateCache& k) {
+  const fs::path model = fs::path(r.dir) / "model.h5";
+  std::error_code ec;
+  const auto size = fs::file_size(model, ec);
+  const auto mtime = fs::last_write_time(model, ec);
+  char tid[20];
+  std::snprintf(tid, sizeof tid, "%016llx", (unsigned long long)g.val_tokenizer);
+  return {{"cache", k.spec},
+          {"mode", cache_mode_name(k.mode)},
+          {"sinks", k.sinks},
+          {"window", k.window},
+          {"eval_tokens", c.eval_tokens},
+          {"curve_every", g.curve_every},
+          {"val", {{"path", g.val_path}, {"tokens", g.val_tokens}, {"tokenizer_id", tid}}},
+          {"model", {{"bytes", ec ? 0 : int64_t(size)},
+                     {"mtime_ns", ec ? 0 : int64_t(mtime.time_since_epoch().count())}}}};
+}
+
+std::optional<EvalRecord> load_eval(const std::string& path, const json& settings) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::nullopt;
+  try {
+    const json j = json::parse(read_text(path));
+    if (j.value("version", 0) != 1 || j.at("settings") != settings) return std::nullopt;
+    EvalRecord e;
+    e.tokens = j.at("tokens").get<int64_t>();
+    e.mean_nll = j.at("mean_nll").get<double>();
+    e.ppl = j.at("ppl").get<double>();
+    e.seconds = j.at("seconds").get<double>();
+    e.cx = j.at("curve").at("tokens").get<std::vector<double>>();
+    e.cy = j.at("curve").at("mean_nll").get<std::vector<double>>();
+    return e;
+  } catch (const std::exception&) {
+    return std::nullopt;  // unreadable: recompute
+  }
+}
+
+struct Stopped {};  // SIGINT/SIGTERM during an evaluation
+
+EvalRecord compute_eval(const Model& m, const std::vector<int32_t>& ids, const AblateCache& k, int64_t every,
+                        int64_t chunk, const std::function<void(int64_t, int64_t)>& progress) {
+  PplOptions o;
+  o.mode = k.mode;
+  o.sinks = k.mode == CacheMode::Streaming ? k.sinks : 0;
+  o.window = k.mode == CacheMode::Dense ? 1 : k.window;
+  o.chunk = chunk;
+  o.progress = progress;
+  const PplResult r = stream_nll(m, cpu_backend(), ids, o);
+  EvalRecord e;
+  e.tokens = int64_t(r.nll.size());
+  double sum = 0;
+  for (double v : r.nll) sum += v;
+  e.mean_nll = sum / double(e.tokens);
+  e.ppl = std::exp(e.mean_nll);
+  e.seconds = r.seconds;
+  for (int64_t lo = 0; lo < e.tokens; lo += every) {
+    const int64_t hi = std::min(e.tokens, lo + every);
+    double s = 0;
+    for (int64_t i = lo; i < hi; ++i) s += r.nll[size_t(i)];
+    e.cx.push_back(double(hi));  // nll[i] scores token i+1 after i+1 tokens were streamed
+    e.cy.push_back(s / double(hi - lo));
+  }
+  return e;
+}
+
+void save_eval(const std::string& path, const json& settings, const EvalRecord& e) {
+  const json j = {{"format", "streamllm ablate evaluation"},
+                  {"version", 1},
+                  {"settings", settings},
+                  {"tokens", e.tokens},
+                  {"mean_nll", e.mean_nll},
+                  {"ppl", e.ppl},
+                  {"seconds", e.seconds},
+                  {"curve", {{"tokens", e.cx}, {"mean_nll", e.cy}}}};
+  write_file_atomic(path, j.dump(1) + "\n");
+}
+
+// ---- the results folder ------------------------------------------------------------------------------------------
+
+struct RunResult {
+  bool trained = false;  // model.h5 exists
+  RunMetrics metrics;
+  std::vector<std::optional<EvalRecord>> evals;  // per Grid::caches
+};
+
+const char* kPalette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"};
+std::string colour(size_t i) { return kPalette[i % (sizeof kPalette / sizeof kPalette[0])]; }
+
+// Mean over seeds and the spread: "12.34" (one value), "12.34 (12.10–12.58)" (two: min–max), "12.34 ± 0.56" (3+:
+// sample standard deviation).
+std::string cell(const std::vector<double>& v) {
+  if (v.empty()) return "–";
+  double s = 0, lo = v[0], hi = v[0];
+  for (double x : v) s += x, lo = std::min(lo, x), hi = std::max(hi, x);
+  const double mean = s / double(v.size());
+  auto f = [](double x) { return fmt(std::fabs(x) >= 1000 ? "%.0f" : "%.2f", x); };
+  if (v.size() == 1) return f(mean);
+  if (v.size() == 2) return f(mean) + " (" + f(lo) + "–" + f(hi) + ")";
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  return f(mean) + " ± " + f(std::sqrt(ss / double(v.size() - 1)));
+}
+
+std::string spread_caption(size_t seeds) {
+  if (seeds == 1) return "one seed";
+  if (seeds == 2) return "mean over 2 seeds, in brackets the min–max";
+  return "mean over " + std::to_string(seeds) + " seeds ± the sample standard deviation";
+}
+
+std::string tables(const AblateConfig& c, const Grid& g, const std::vector<RunResult>& res) {
+  std::string t = "| variant |";
+  std::string rule = "|---|";
+  for (const auto& k : g.caches) t += " " + k.label() + " |", rule += "---|";
+  t += "\n" + rule + "\n";
+  bool partial = false;
+  for (size_t vi = 0; vi < g.variants.size(); ++vi) {
+    t += "| " + g.variants[vi].spec + " |";
+    for (size_t ki = 0; ki < g.caches.size(); ++ki) {
+      std::vector<double> v;
+      for (size_t ri = 0; ri < g.runs.size(); ++ri)
+        if (g.runs[ri].v.slug() == g.variants[vi].slug() && res[ri].evals[ki]) v.push_back(res[ri].evals[ki]->ppl);
+      const bool part = !v.empty() && v.size() < c.seeds.size();
+      partial |= part || v.empty();
+      t += " " + cell(v) + (part ? "*" : "") + " |";
+    }
+    t += "\n";
+  }
+  const Run& r0 = g.runs[0];
+  t += "\nStreaming perplexity (exp of the mean NLL) of the first " + std::to_string(c.eval_tokens) +
+       " tokens of " + (fs::path(c.data) / "val.bin").string() + ", per-token streaming semantics; cache S+R = S attention sinks + R recent tokens (0+R: window attention); " +
+       spread_caption(c.seeds.size()) + " (seeds " +
+       join([&] {
+         std::vector<std::string> s;
+         for (auto x : c.seeds) s.push_back(std::to_string(x));
+         return s;
+       }(), ", ") + ")." +
+       (partial ? " The grid is not finished: – = not evaluated yet, * = fewer seeds than the grid." : "") + "\n";
+  t += "Models: " + r0.opt.family + " block, hidden " + std::to_string(r0.opt.hidden) + ", " +
+       std::to_string(r0.opt.layers) + " layers, " + std::to_string(r0.opt.heads) + " heads, seq-len " +
+       std::to_string(r0.opt.seq_len) + ", " + std::to_string(r0.opt.steps) + " steps of " +
+       std::to_string(r0.opt.batch * r0.opt.accum) + " x " + std::to_string(r0.opt.seq_len) + " tokens.\n\n";
+  t += "| variant | final train loss | val loss | train time (s) |\n|---|---|---|---|\n";
+  for (const auto& v : g.variants) {
+    std::vector<double> tl, vl, ts;
+    for (size_t ri = 0; ri < g.runs.size(); ++ri)
+      if (g.runs[ri].v.slug() == v.slug() && res[ri].trained) {
+        tl.push_back(res[ri].metrics.final_loss);
+        vl.push_back(res[ri].metrics.val_loss);
+        ts.push_back(res[ri].metrics.train_seconds);
+      }
+    auto c4 = [](const std::vector<double>& x) {
+      if (x.empty()) return std::string("–");
+      double s = 0;
+      for (double y : x) s += y;
+      return fmt("%.4f", s / double(x.size()));
+    };
+    t += "| " + v.spec + " | " + c4(tl) + " | " + c4(vl) + " | " + (ts.empty() ? "–" : cell(ts)) + " |\n";
+  }
+  t += "\nLosses are the trainer's (mean NLL per token, nats; val on windows of seq-len), mean over seeds.\n";
+  return t;
+}
+
+std::string csv_num(double v) { return std::isfinite(v) ? fmt("%.9g", v) : ""; }
+
+std::string results_csv(const Grid& g, const std::vector<RunResult>& res) {
+  std::string s = "variant,seed,cache,tokens,mean_nll,ppl,train_final_loss,val_loss,train_seconds,eval_seconds\n";
+  for (size_t ri = 0; ri < g.runs.size(); ++ri)
+    for (size_t ki = 0; ki < g.caches.size(); ++ki) {
+      const auto& e = res[ri].evals[ki];
+      if (!e) continue;
+      const RunMetrics& m = res[ri].metrics;
+      s += g.runs[ri].v.spec + "," + std::to_string(g.runs[ri].seed) + "," + g.caches[ki].spec + "," +
+           std::to_string(e->tokens) + "," + csv_num(e->mean_nll) + "," + csv_num(e->ppl) + "," +
+           csv_num(m.final_loss) + "," + csv_num(m.val_loss) + "," + fmt("%.3f", m.train_seconds) + "," +
+           fmt("%.3f", e->seconds) + "\n";
+    }
+  return s;
+}
+
+std::string curves_csv(const Grid& g, const std::vector<RunResult>& res) {
+  std::string s = "variant,seed,cache,tokens,segment_mean_nll\n";
+  for (size_t ri = 0; ri < g.runs.size(); ++ri)
+    for (size_t ki = 0; ki < g.caches.size(); ++ki)
+      if (const auto& e = res[ri].evals[ki])
+        for (size_t i = 0; i < e->cx.size(); ++i)
+          s += g.runs[ri].v.spec + "," + std::to_string(g.runs[ri].seed) + "," + g.caches[ki].spec + "," +
+               fmt("%.0f", e->cx[i]) + "," + csv_num(e->cy[i]) + "\n";
+  return s;
+}
+
+// The mean of several equally long curves, with their min and max (the band, when there are 2 or more).
+plot::Series mean_series(const std::string& name, const std::vector<const std::vector<double>*>& xs,
+                         const std::vector<const std::vector<double>*>& ys, const std::string& col) {
+  plot::Series s;
+  s.name = name;
+  s.color = col;
+  size_t n = SIZE_MAX;
+  for (const auto* y : ys) n = std::min(n, y->size());
+  if (ys.empty() || n == 0) return s;
+  s.x.assign(xs[0]->begin(), xs[0]->begin() + std::ptrdiff_t(n));
+  for (size_t i = 0; i < n; ++i) {
+    double sum = 0, lo = (*ys[0])[i], hi = lo;
+    for (const auto* y : ys) sum += (*y)[i], lo = std::min(lo, (*y)[i]), hi = std::max(hi, (*y)[i]);
+    s.y.push_back(sum / double(ys.size()));
+    if (ys.size() > 1) s.y_lo.push_back(lo), s.y_hi.push_back(hi);
+  }
+  return s;
+}
+
+// Trailing running mean over up to `w` points.
+std::vector<double> smooth(const std::vector<double>& v, size_t w) {
+  std::vector<double> out(v.size());
+  double s = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    s += v[i];
+    if (i >= w) s -= v[i - w];
+    out[i] = s / double(std::min(i + 1, w));
+  }
+  return out;
+}
+
+std::vector<std::string> write_plots(const AblateConfig& c, const Grid& g, const std::vector<RunResult>& res) {
+  const fs::path dir = fs::path(g.out) / "plots";
+  fs::create_directories(dir);
+  std::vector<std::string> files;
+  const std::string mean = c.seeds.size() > 1 ? " (mean over " + std::to_string(c.seeds.size()) + " seeds" : "";
+  const std::string seeds = mean.empty() ? "" : mean + ", band: min–max)";
+  // Training loss per variant.
+  {
+    plot::Chart ch;
+    const size_t steps = size_t(g.runs[0].opt.steps);
+    const size_t w = std::max<size_t>(1, std::min<size_t>(20, steps / 5));
+    ch.title = c.name + ": training loss" + seeds;
+    ch.xlabel = "step";
+    ch.ylabel = "training loss (nats/token, running mean of " + std::to_string(w) + " steps)";
+    std::vector<std::vector<double>> sm(g.runs.size());
+    for (size_t ri = 0; ri < g.runs.size(); ++ri) sm[ri] = smooth(res[ri].metrics.loss, w);
+    for (size_t vi = 0; vi < g.variants.size(); ++vi) {
+      std::vector<const std::vector<double>*> xs, ys;
+      for (size_t ri = 0; ri < g.runs.size(); ++ri)
+        if (g.runs[ri].v.slug() == g.variants[vi].slug() && res[ri].trained)
+          xs.push_back(&res[ri].metrics.step), ys.push_back(&sm[ri]);
+      ch.series.push_back(mean_series(g.variants[vi].spec, xs, ys, colour(vi)));
+    }
+    plot::write_svg(ch, (dir / "train_loss.svg").string());
+    files.push_back("plots/train_loss.svg");
+  }
+  const std::string ylabel = "log perplexity (mean NLL of each " + std::to_string(g.curve_every) + "-token segment)";
+  auto curve_series = [&](size_t vi, size_t ki, const std::string& name, const std::string& col) {
+    std::vector<const std::vector<double>*> xs, ys;
+    for (size_t ri = 0; ri < g.runs.size(); ++ri)
+      if (g.runs[ri].v.slug() == g.variants[vi].slug() && res[ri].evals[ki])
+        xs.push_back(&res[ri].evals[ki]->cx), ys.push_back(&res[ri].evals[ki]->cy);
+    plot::Series s = mean_series(name, xs, ys, col);
+    s.dashed = g.caches[ki].baseline;
+    s.y_lo.clear();  // no seed bands here: with several caches they cover each other (curves.csv has every seed)
+    s.y_hi.clear();
+    return s;
+  };
+  // Per variant: one series per cache (the paper's Fig. 3 panels).
+  for (size_t vi = 0; vi < g.variants.size(); ++vi) {
+    plot::Chart ch;
+    ch.title = c.name + ": " + g.variants[vi].spec + " under each cache" + (mean.empty() ? "" : mean + ")");
+    ch.xlabel = "tokens streamed";
+    ch.ylabel = ylabel;
+    for (size_t ki = 0; ki < g.caches.size(); ++ki)
+      ch.series.push_back(curve_series(vi, ki, g.caches[ki].label(), colour(ki)));
+    const std::string f = "plots/nll_" + g.variants[vi].slug() + ".svg";
+    plot::write_svg(ch, (fs::path(g.out) / f).string());
+    files.push_back(f);
+  }
+  // Per cache: one series per variant.
+  for (size_t ki = 0; ki < g.caches.size(); ++ki) {
+    plot::Chart ch;
+    ch.title = c.name + ": cache " + g.caches[ki].label() + ", each variant" + (mean.empty() ? "" : mean + ")");
+    ch.xlabel = "tokens streamed";
+    ch.ylabel = ylabel;
+    for (size_t vi = 0; vi < g.variants.size(); ++vi) {
+      plot::Series s = curve_series(vi, ki, g.variants[vi].spec, colour(vi));
+      s.dashed = false;
+      ch.series.push_back(s);
+    }
+    const std::string f = "plots/nll_" + g.caches[ki].spec + ".svg";
+    plot::write_svg(ch, (fs::path(g.out) / f).string());
+    files.push_back(f);
+  }
+  return files;
+}
+
+std::string first_line_of(const std::string& path, const std::string& key) {
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon == std::string::npos) return "";
+      std::string v = line.substr(colon + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  return "";
+}
+
+// `git rev-parse HEAD` of the source tree this binary was built from (at run time; "unknown" without git).
+json source_commit() {
+  json j = {{"commit", "unknown"}, {"dirty", nullptr}};
+#ifdef SLLM_ABLATE_SOURCE_DIR
+  const std::string dir = SLLM_ABLATE_SOURCE_DIR;
+  j["source_dir"] = dir;
+  if (dir.find('\'') != std::string::npos) return j;
+  auto run = [](const std::string& cmd) {
+    std::string out;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[256];
+      while (std::fgets(buf, sizeof buf, p)) out += buf;
+      if (pclose(p) != 0) return std::string("\x01");
+    } else {
+      return std::string("\x01");
+    }
+    return out;
+  };
+  std::string head = run("git -C '" + dir + "' rev-parse HEAD 2>/dev/null");
+  if (head.size() < 40 || head[0] == '\x01') return j;
+  j["commit"] = head.substr(0, 40);
+  const std::string st = run("git -C '" + dir + "' status --porcelain --untracked-files=no 2>/dev/null");
+  if (st.empty() || st[0] != '\x01') j["dirty"] = !st.empty();
+#endif
+  return j;
+}
+
+json machine() {
+  json m;
+  m["cpu"] = first_line_of("/proc/cpuinfo", "model name");
+  m["cores"] = std::thread::hardware_concurrency();
+  const std::string mem = first_line_of("/proc/meminfo", "MemTotal");  // "16384000 kB"
+  m["memory_bytes"] = mem.empty() ? 0 : int64_t(std::atoll(mem.c_str())) * 1024;
+  m["threads_used"] = omp_get_max_threads();
+#ifdef __VERSION__
+  m["compiler"] = __VERSION__;
+#endif
+  return m;
+}
+
+void write_outputs(const AblateConfig& c, const Grid& g, const std::vector<RunResult>& res) {
+  const fs::path out(g.out);
+  fs::create_directories(out);
+  const std::string table = tables(c, g, res);
+  write_file_atomic((out / "table.md").string(), "# " + c.name + ": streaming perplexity by sink variant and cache\n\n" + table);
+  write_file_atomic((out / "results.csv").string(), results_csv(g, res));
+  write_file_atomic((out / "curves.csv").string(), curves_csv(g, res));
+  const auto plots = write_plots(c, g, res);
+  // The exact config, with the command-line overrides in a comment above it.
+  std::string cfg = "# streamllm ablate: the configuration of this results folder";
+  cfg += c.config_path.empty() ? " (built in code).\n" : ", a copy of " + c.config_path + ".\n";
+  cfg += "# Command-line overrides in effect (they win over the file): " +
+         (c.overrides.empty() ? std::string("none") : join(c.overrides, " ")) + "\n";
+  write_file_atomic((out / "config.toml").string(), cfg + c.config_text);
+  // meta.json: version, commit, machine, date and every setting.
+  char date[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  json runs = json::array();
+  for (size_t ri = 0; ri < g.runs.size(); ++ri)
+    runs.push_back({{"variant", g.runs[ri].v.spec},
+                    {"seed", g.runs[ri].seed},
+                    {"dir", "runs/" + fs::path(g.runs[ri].dir).filename().string()},
+                    {"trained", res[ri].trained},
+                    {"steps", res[ri].metrics.step.empty() ? 0.0 : res[ri].metrics.step.back()},
+                    {"train_seconds", res[ri].metrics.train_seconds}});
+  json caches = json::array();
+  for (const auto& k : g.caches)
+    caches.push_back({{"spec", k.spec}, {"mode", cache_mode_name(k.mode)}, {"sinks", k.sinks}, {"window", k.window}});
+  json meta = {{"streamllm", SLLM_VERSION},
+               {"source", source_commit()},
+               {"date", date},
+               {"machine", machine()},
+               {"name", c.name},
+               {"config", c.config_path},
+               {"overrides", c.overrides},
+               {"train", json::parse(g.runs[0].opt.to_json())},
+               {"eval", {{"tokens", c.eval_tokens},
+                         {"val", g.val_path},
+                         {"val_tokens", g.val_tokens},
+                         {"curve_every", g.curve_every},
+                         {"chunk", c.chunk},
+                         {"caches", caches}}},
+               {"runs", runs}};
+  meta["train"].erase("out");
+  meta["train"].erase("seed");
+  meta["train"].erase("sink");
+  meta["train"].erase("sink_tokens");
+  write_file_atomic((out / "meta.json").string(), meta.dump(2) + "\n");
+  std::string readme = "# " + c.name + " — StreamingLLM sink-token ablation\n\n" +
+                       "Made by `streamllm ablate` (docs/ablations.md) from `config.toml`. Rerunning the same command "
+                       "continues an unfinished grid and recomputes nothing that is done.\n\n" + table +
+                       "\n## Files\n\n"
+                       "| file | what |\n|---|---|\n"
+                       "| `table.md` | the tables above (Table 3 of the paper: rows = variants, columns = caches) |\n"
+                       "| `results.csv` | one row per variant, seed and cache: tokens scored, mean NLL, perplexity, the run's final training and validation loss, training and evaluation seconds |\n"
+                       "| `curves.csv` | the NLL-vs-tokens curves: mean NLL of each " + std::to_string(g.curve_every) + "-token segment, per variant, seed and cache |\n";
+  for (const auto& p : plots) {
+    std::string what = p == "plots/train_loss.svg" ? "training loss of each variant"
+                       : "log perplexity versus tokens streamed (Fig. 3 shape)";
+    readme += "| [`" + p + "`](" + p + ") | " + what + " |\n";
+  }
+  readme += "| `config.toml` | the exact config, with the command-line overrides in a comment |\n"
+            "| `meta.json` | streamllm version, source commit, date, machine, every training and evaluation setting |\n"
+            "| `runs/<variant>-s<seed>/` | each run: a `streamllm train` directory (model.h5, checkpoints, metrics.jsonl, options.json) and its cached evaluations (eval-<cache>.json) |\n";
+  write_file_atomic((out / "README.md").string(), readme);
+}
+
+// ---- tasks, progress, ETA ----------------------------------------------------------------------------------------
+
+struct Task {
+  bool train = false;
+  size_t run = 0, cache = 0;
+  bool todo = true;  // not done already (a finished run, a cached evaluation)
+  double work = 0;   // steps to train, or tokens to score
+  int kind = 0;      // rate class: 0 training steps, 1 streaming evaluation tokens, 2 recompute tokens
+};
+
+std::vector<Task> plan_tasks(const AblateConfig& c, const Grid& g, std::vector<RunStatus>& st) {
+  std::vector<Task> tasks;
+  st.clear();
+  for (size_t ri = 0; ri < g.runs.size(); ++ri) {
+    st.push_back(run_status(g.runs[ri]));
+    Task t;
+    t.train = true;
+    t.run = ri;
+    t.todo = st[ri].state != RunState::Done;
+    t.work = double(g.runs[ri].opt.steps - st[ri].steps_done);
+    tasks.push_back(t);
+    for (size_t ki = 0; ki < g.caches.size(); ++ki) {
+      Task e;
+      e.run = ri;
+      e.cache = ki;
+      e.kind = g.caches[ki].mode == CacheMode::Recompute ? 2 : 1;
+      e.work = double(c.eval_tokens);
+      e.todo = !(st[ri].state == RunState::Done &&
+                 load_eval(eval_path(g.runs[ri], g.caches[ki]), eval_settings(c, g, g.runs[ri], g.caches[ki])));
+      tasks.push_back(e);
+    }
+  }
+  return tasks;
+}
+
+class Eta {
+ public:
+  void add(int kind, double work, double seconds) {
+    if (work <= 0) return;
+    work_[kind] += work;
+    secs_[kind] += seconds;
+  }
+  // "ETA 4m10s" for the tasks from `from` on that are still to do; "ETA >= 4m10s" while some of them are of a kind
+  // not measured yet (they count 0), "ETA ?" while none is.
+  std::string left(const std::vector<Task>& tasks, size_t from) const {
+    double s = 0;
+    bool known = false, unknown = false;
+    for (size_t i = from; i < tasks.size(); ++i) {
+      if (!tasks[i].todo) continue;
+      const int k = tasks[i].kind;
+      if (work_[k] <= 0) {
+        unknown = true;
+        continue;
+      }
+      known = true;
+      s += tasks[i].work * secs_[k] / work_[k];
+    }
+    if (unknown && !known) return "ETA ?";
+    return std::string("ETA ") + (unknown ? ">= " : "") + duration(s);
+  }
+
+ private:
+  double work_[3] = {0, 0, 0}, secs_[3] = {0, 0, 0};
+};
+
+}  // namespace
+
+void validate_ablate_config(const AblateConfig& c) { make_grid(c); }
+
+std::string ablate_plan(const AblateConfig& c) {
+  const Grid g = make_grid(c);
+  std::vector<RunStatus> st;
+  const auto tasks = plan_tasks(c, g, st);
+  std::vector<std::string> ks;
+  for (const auto& k : g.caches) ks.push_back(k.label());
+  const TrainOptions& o = g.runs[0].opt;
+  std::string s = "ablate " + c.name + ": " + std::to_string(g.variants.size()) + " variants x " +
+                  std::to_string(c.seeds.size()) + " seeds = " + std::to_string(g.runs.size()) + " runs; caches " +
+                  join(ks, ", ") + "\n";
+  s += "train (each run): " + o.family + " block, hidden " + std::to_string(o.hidden) + ", " +
+       std::to_string(o.layers) + " layers, " + std::to_string(o.heads) + " heads, seq-len " + std::to_string(o.seq_len) +
+       ", " + std::to_string(o.steps) + " steps of " + std::to_string(o.batch * o.accum * o.seq_len) + " tokens, data " +
+       o.data + "\n";
+  s += "eval (each run x cache): the first " + std::to_string(c.eval_tokens) + " of the " + std::to_string(g.val_tokens) +
+       " tokens of " + g.val_path + ", a curve point every " + std::to_string(g.curve_every) + " tokens\n";
+  s += "out: " + g.out + "\n";
+  size_t todo = 0;
+  for (const auto& t : tasks) todo += t.todo;
+  for (size_t ri = 0; ri < g.runs.size(); ++ri) {
+    const RunStatus& r = st[ri];
+    const std::string state = r.state == RunState::Done     ? "done (model.h5)"
+                              : r.state == RunState::Resume ? "resume from " + fs::path(r.checkpoint).filename().string()
+                                                            : "train";
+    size_t cached = 0;
+    for (const auto& t : tasks)
+      if (!t.train && t.run == ri && !t.todo) ++cached;
+    char line[512];
+    std::snprintf(line, sizeof line, "  run %-28s %-32s evals: %zu cached, %zu to compute\n",
+                  ("runs/" + fs::path(g.runs[ri].dir).filename().string()).c_str(), state.c_str(), cached,
+                  g.caches.size() - cached);
+    s += line;
+  }
+  s += "tasks: " + std::to_string(tasks.size()) + " (" + std::to_string(g.runs.size()) + " trainings, " +
+       std::to_string(g.runs.size() * g.caches.size()) + " evaluations), " + std::to_string(todo) + " to do\n";
+  return s;
+}
+
+AblateSummary run_ablation(const AblateConfig& c) {
+  const double t0 = now_s();
+  const Grid g = make_grid(c);
+  AblateSummary sum;
+  sum.out = g.out;
+  sum.runs = int(g.runs.size());
+  sum.evals = int(g.runs.size() * g.caches.size());
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  else if (c.train.threads > 0) omp_set_num_threads(c.train.threads);
+  fs::create_directories(fs::path(g.out) / "runs");
+  std::vector<int32_t> ids(size_t(c.eval_tokens));
+  TokenShard::open(g.val_path).read(0, c.eval_tokens, ids.data());
+
+  std::vector<RunStatus> st;
+  std::vector<Task> tasks = plan_tasks(c, g, st);
+  std::vector<RunResult> res(g.runs.size());
+  for (auto& r : res) r.evals.resize(g.caches.size());
+  Eta eta;
+  const bool bar = c.progress && isatty(2);
+  stop_flag() = false;
+  auto header = [&](size_t ti) {
+    return "[ablate " + std::to_string(ti + 1) + "/" + std::to_string(tasks.size()) + "] ";
+  };
+  auto clock = [&](size_t ti) { return " | elapsed " + duration(now_s() - t0) + " | " + eta.left(tasks, ti); };
+  std::printf("ablate %s: %zu runs x %zu caches, results in %s\n", c.name.c_str(), g.runs.size(), g.caches.size(),
+              g.out.c_str());
+  std::fflush(stdout);
+  // Every evaluation of a run shares one loaded model, loaded for the first of them not cached.
+  std::unique_ptr<ModelBundle> model;
+  std::string loaded_dir;
+  std::vector<std::string> cached_note;  // the cached evaluations of the current run, printed as one line
+  try {
+    for (size_t ti = 0; ti < tasks.size(); ++ti) {
+      Task& t = tasks[ti];
+      const Run& r = g.runs[t.run];
+      if (stop_flag()) throw Stopped{};
+      if (t.train) {
+        if (!t.todo) {
+          ++sum.skipped;
+          std::printf("%strain %s: done (model.h5), skipped\n", header(ti).c_str(), r.name().c_str());
+        } else {
+          TrainOptions o = r.opt;
+          o.resume = st[t.run].state == RunState::Resume;
+          std::printf("%strain %s%s%s\n", header(ti).c_str(), r.name().c_str(),
+                      o.resume ? (" (resume from " + fs::path(st[t.run].checkpoint).filename().string() + ")").c_str()
+                               : "",
+                      clock(ti).c_str());
+          std::fflush(stdout);
+          const double ts = now_s();
+          const TrainResult tr = run_training(o);
+          std::fflush(stdout);
+          if (tr.interrupted) throw Stopped{};
+          eta.add(0, t.work, now_s() - ts);
+          ++(o.resume ? sum.resumed : sum.trained);
+          t.todo = false;
+        }
+        res[t.run].trained = true;
+        res[t.run].metrics = read_metrics(r.dir);
+        continue;
+      }
+      const AblateCache& k = g.caches[t.cache];
+      const std::string path = eval_path(r, k);
+      const json settings = eval_settings(c, g, r, k);
+      std::optional<EvalRecord> e = load_eval(path, settings);
+      if (e) {
+        ++sum.cached;
+        t.todo = false;
+        cached_note.push_back(k.label() + " " + fmt("%.3f", e->ppl));
+      } else {
+        if (!model || loaded_dir != r.dir) {
+          model = std::make_unique<ModelBundle>(load_bundle((fs::path(r.dir) / "model.h5").string()));
+          loaded_dir = r.dir;
+        }
+        const std::string label = header(ti) + "eval " + r.name() + ", cache " + k.label();
+        double last = 0;
+        auto progress = [&](int64_t done, int64_t total) {
+          if (stop_flag()) throw Stopped{};
+          if (!bar || now_s() - last < 0.25) return;
+          last = now_s();
+          std::fprintf(stderr, "\r%s: %3d%%\033[K", label.c_str(), int(100.0 * double(done) / double(total)));
+        };
+        try {
+          e = compute_eval(model->model, ids, k, g.curve_every, c.chunk, progress);
+        } catch (...) {
+          if (bar) std::fprintf(stderr, "\r\033[K");
+          throw;
+        }
+        if (bar) std::fprintf(stderr, "\r\033[K");
+        save_eval(path, settings, *e);
+        eta.add(t.kind, t.work, e->seconds);
+        t.todo = false;
+        ++sum.evaluated;
+        std::printf("%s: ppl %.3f over %lld tokens, %.1f s%s\n", label.c_str(), e->ppl, (long long)e->tokens, e->seconds,
+                    clock(ti + 1).c_str());
+        std::fflush(stdout);
+        if (t.cache + 1 == g.caches.size()) {
+          model.reset();
+          loaded_dir.clear();
+        }
+      }
+      res[t.run].evals[t.cache] = e;
+      if (t.cache + 1 == g.caches.size()) {
+        if (!cached_note.empty())
+          std::printf("%seval %s: %zu cached (ppl %s)\n", header(ti).c_str(), r.name().c_str(), cached_note.size(),
+                      join(cached_note, ", ").c_str());
+        cached_note.clear();
+        write_outputs(c, g, res);  // a partial table after every run
+      }
+    }
+  } catch (const Stopped&) {
+    sum.interrupted = true;
+    write_outputs(c, g, res);
+    sum.seconds = now_s() - t0;
+    std::printf("ablate: stopped after %s; the finished runs and evaluations are kept: rerun the same command to "
+                "continue\n",
+                duration(sum.seconds).c_str());
+    return sum;
+  }
+  write_outputs(c, g, res);
+  sum.seconds = now_s() - t0;
+  std::printf("ablate: done in %s: %d runs (%d trained, %d resumed, %d already done), %d evaluations (%d computed, %d "
+              "cached); results in %s (table.md, results.csv, plots/)\n",
+              duration(sum.seconds).c_str(), sum.runs, sum.trained, sum.resumed, sum.skipped, sum.evals, sum.evaluated,
+              sum.cached, g.out.c_str());
+  std::fflush(stdout);
+  return sum;
+}
+
+}  // namespace sllm::train
