@@ -33,6 +33,7 @@
 #include <thread>             // std::thread::hardware_concurrency
 
 #include "core/error.h"        // Error
+#include "formats/mapped_file.h"  // read_text_file
 #include "model/bundle.h"      // load_bundle
 #include "ops/backend.h"       // cpu_backend
 #include "train/checkpoint.h"  // list_checkpoints
@@ -52,14 +53,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 std::string duration(double s) {
@@ -315,7 +308,7 @@ void set_ablate_key(AblateConfig& c, const std::string& key_in, const std::vecto
 AblateConfig load_ablate_config(const std::string& path) {
   AblateConfig c;
   c.config_path = path;
-  c.config_text = read_text(path);
+  c.config_text = read_text_file(path);
   c.name = fs::path(path).stem().string();
   std::vector<CLI::ConfigItem> items;
   try {
@@ -471,7 +464,7 @@ RunStatus run_status(const Run& r) {
   if (fs::exists(dir / "model.h5", ec)) {
     json saved;
     try {
-      saved = json::parse(read_text((dir / "options.json").string()));
+      saved = json::parse(read_text_file((dir / "options.json").string()));
     } catch (const std::exception& e) {
       throw Error(r.dir + ": has a model.h5 but no readable options.json (" + e.what() +
                   "); delete the directory to retrain it");
@@ -564,7 +557,7 @@ std::optional<EvalRecord> load_eval(const std::string& path, const json& setting
   std::error_code ec;
   if (!fs::exists(path, ec)) return std::nullopt;
   try {
-    const json j = json::parse(read_text(path));
+    const json j = json::parse(read_text_file(path));
     if (j.value("version", 0) != 1 || j.at("settings") != settings) return std::nullopt;
     EvalRecord e;
     e.tokens = j.at("tokens").get<int64_t>();

@@ -14,6 +14,7 @@
 #include <vector>             // std::vector
 
 #include "core/error.h"          // Error
+#include "formats/mapped_file.h"  // read_text_file
 #include "formats/h5_model.h"    // save_h5
 #include "model/bundle.h"        // load_bundle
 #include "train/checkpoint.h"    // save_checkpoint, ...
@@ -148,14 +149,6 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::string eta(double s) {
   char b[32];
   if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
@@ -274,7 +267,7 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
   std::error_code ec;
   if (!fs::is_directory(o.data, ec)) throw Error("--data: " + o.data + " is not a directory (run `streamllm data` first)");
   const std::string tok_path = (fs::path(o.data) / "tokenizer.json").string();
-  const std::string tok_json = read_text(tok_path);
+  const std::string tok_json = read_text_file(tok_path);
   const uint64_t tid = tokenizer_id(tok_json);
   const TokenShard train = TokenShard::open((fs::path(o.data) / "train.bin").string());
   const TokenShard val = TokenShard::open((fs::path(o.data) / "val.bin").string());
