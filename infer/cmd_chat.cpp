@@ -32,7 +32,7 @@ void run(ChatArgs& a) {
   a.o.kv_dtype = parse_dtype(a.kv_dtype);
   if (a.o.sinks >= 0 && !sinks_note(l.model.cfg, a.o.sinks).empty())
     std::fprintf(stderr, "[streamllm chat] %s\n", sinks_note(l.model.cfg, a.o.sinks).c_str());
-  ChatSession chat(l.model, *l.tok, cpu_backend(), a.o);
+  ChatSession chat(l.model, *l.tok, backend_for(a.m), a.o);
   const bool tty = isatty(0);
   std::fprintf(stderr, "[streamllm chat] format %s, cache %lld sinks + %lld recent; /exit or Ctrl-D ends\n",
                chat_style_name(a.o.format.style), (long long)chat.cache().geometry().sinks, (long long)a.o.window);

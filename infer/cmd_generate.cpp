@@ -56,7 +56,7 @@ void run(const GenArgs& a) {
     S = 0;
     R = a.ctx;
   }
-  Backend& be = cpu_backend();
+  Backend& be = backend_for(a.m);
   Decoder dec(l.model, be, a.chunk);
   KVCache cache(be, cfg, S, R, a.chunk, parse_dtype(a.kv_dtype));
   Sampler sampler(a.s);
@@ -80,13 +80,13 @@ void run(const GenArgs& a) {
   for (size_t i = 0; i < ids.size(); i += size_t(a.chunk)) {
     const int64_t T = std::min<int64_t>(a.chunk, int64_t(ids.size() - i));
     room(T);
-    logits = dec.forward(ids.data() + i, T, cache, Logits::Last);
+    logits = dec.forward(ids.data() + i, T, cache, Logits::LastOnDevice);
   }
   const double pre_s = secs(t_pre);
   const auto t_dec = std::chrono::steady_clock::now();
   int64_t produced = 0;
   while ((a.n < 0 || produced < a.n) && !g_stop) {
-    const int32_t next = sampler.sample(logits, V);
+    const int32_t next = sampler.sample(be, logits, V);  // on a GPU only the id crosses to the host
     ++produced;
     if (is_stop(next) && !a.ignore_eos) break;
     const std::string piece = out.push(next);
@@ -94,7 +94,7 @@ void run(const GenArgs& a) {
     std::fflush(stdout);
     if (a.n >= 0 && produced >= a.n) break;
     room(1);
-    logits = dec.forward(&next, 1, cache, Logits::Last);
+    logits = dec.forward(&next, 1, cache, Logits::LastOnDevice);
   }
   const std::string rest = out.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);

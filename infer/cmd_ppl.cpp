@@ -88,6 +88,7 @@ void run(const PplArgs& a) {
   std::vector<CacheMode> modes;
   for (const auto& p : policies) modes.push_back(parse_cache_mode(p));
   Loaded l = load(a.m, true);
+  Backend& be = backend_for(a.m);
   std::vector<int32_t> ids = l.tok->encode(read_file_or_throw(a.file), false);
   if (a.max_tokens > 0 && int64_t(ids.size()) > a.max_tokens) ids.resize(size_t(a.max_tokens));
   if (ids.size() < 2) throw Error(a.file + ": fewer than 2 tokens to score");
@@ -118,7 +119,7 @@ void run(const PplArgs& a) {
     Progress bar(name, !a.no_progress);
     o.progress = [&](int64_t d, int64_t t) { bar.update(d, t); };
     reset_peak_rss();
-    results.push_back(stream_nll(l.model, cpu_backend(), ids, o));
+    results.push_back(stream_nll(l.model, be, ids, o));
     bar.finish();
     peaks.push_back(peak_rss_bytes());
     names.push_back(name);

@@ -8,10 +8,22 @@
 
 #include "core/error.h"           // Error
 #include "formats/mapped_file.h"  // read_text_file
+#ifdef SLLM_HAVE_CUDA
+#include "cuda/cuda_backend.h"  // make_cuda_backend
+#endif
 
 namespace sllm::cli {
 
 namespace fs = std::filesystem;
+
+namespace {
+// "3" -> 3; false for anything but a plain non-negative integer.
+bool parse_device_index(const std::string& s, int& out) {
+  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+  out = std::stoi(s);
+  return true;
+}
+}  // namespace
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("-m,--model", a.model, "Model: a Hugging Face directory (config.json + safetensors), a .gguf or a streamllm .h5 file")->required();
@@ -22,6 +34,29 @@ void add_model_args(CLI::App& app, ModelArgs& a) {
                  "CPU threads (default: all cores; one for models under 16 MiB of weights, where the cost of "
                  "synchronising threads exceeds the work)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--device", a.device,
+                 "Where to run: cpu, or cuda / cuda:N (a CUDA GPU; weights are uploaded once, decode steps replay "
+                 "a CUDA graph, sampling happens on the GPU)");
+}
+
+Backend& backend_for(const ModelArgs& a) {
+  if (a.device == "cpu") return cpu_backend();
+  int index = 0;
+  if (a.device.rfind("cuda", 0) != 0 ||
+      (a.device.size() > 4 && (a.device[4] != ':' || !parse_device_index(a.device.substr(5), index))))
+    throw Error("--device: expected cpu, cuda or cuda:N, got '" + a.device + "'");
+#ifdef SLLM_HAVE_CUDA
+  static std::unique_ptr<Backend> cuda;
+  static int cuda_index = -1;
+  if (!cuda) {
+    cuda = make_cuda_backend(index);
+    cuda_index = index;
+  }
+  if (cuda_index != index) throw Error("--device: one CUDA device per process");
+  return *cuda;
+#else
+  throw Error("--device " + a.device + ": this build has no CUDA backend (nvcc was not found when it was configured)");
+#endif
 }
 
 Loaded load(const ModelArgs& a, bool need_tokenizer) {

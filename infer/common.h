@@ -8,6 +8,7 @@
 #include <vector>       // std::vector
 
 #include "model/bundle.h"         // ModelBundle, load_bundle
+#include "ops/backend.h"          // Backend
 #include "tokenizer/tokenizer.h"  // Tokenizer
 
 namespace sllm::cli {
@@ -17,8 +18,13 @@ struct ModelArgs {
   std::string dtype;       // --dtype (empty: as stored)
   std::string tokenizer;   // --tokenizer (empty: the model's own tokenizer.json)
   int threads = 0;         // --threads (0: all cores)
+  std::string device = "cpu";  // --device: cpu, cuda or cuda:N
 };
 void add_model_args(CLI::App& app, ModelArgs& a);
+
+// The backend --device names: the process-wide CPU backend, or a CUDA backend made on first use (kept for the
+// process). Throws a one-line sllm::Error when the build has no CUDA backend or the device does not exist.
+Backend& backend_for(const ModelArgs& a);
 
 using Loaded = ModelBundle;
 // Loads the model (HF directory, .gguf or .h5) with its tokenizer (or --tokenizer). Applies --threads.

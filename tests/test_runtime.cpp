@@ -4,13 +4,14 @@
 #include <cmath>    // std::exp
 #include <map>      // std::map
 #include <string>   // std::string
+#include <utility>  // std::pair
 #include <vector>   // std::vector
 
 #include "core/error.h"        // Error
 #include "model/decoder.h"     // Decoder
 #include "model/model.h"       // load_model
 #include "runtime/kv_cache.h"  // KVCache
-#include "runtime/stream.h"    // Sampler, stream_nll
+#include "runtime/stream.h"    // Sampler, sample_token, stream_nll
 
 namespace sllm {
 namespace {
@@ -119,6 +120,54 @@ TEST(Sampler, TopPKeepsTheSmallestNucleus) {
   SamplerOptions bad;
   bad.top_p = 0.0f;
   EXPECT_THROW(Sampler{bad}, Error);
+}
+
+// sample_token with u01 = 0 picks the first candidate in the rule's order and u01 near 1 the last kept one, so
+// these pin the order (ties by lower id) and the kept set of each cut.
+constexpr double kNearOne = 0.999999;
+
+int32_t pick(const std::vector<float>& l, float temperature, int64_t top_k, float top_p, float min_p, double u01) {
+  std::vector<std::pair<float, int32_t>> scratch;
+  return sample_token(l.data(), int64_t(l.size()), SampleParams{temperature, top_k, top_p, min_p}, u01, scratch);
+}
+
+TEST(SampleToken, BreaksTiesByLowerId) {
+  const std::vector<float> l = {1.0f, 3.0f, 3.0f, 0.0f, 3.0f, -0.0f};
+  EXPECT_EQ(pick(l, 0.0f, 40, 1.0f, 0.0f, kNearOne), 1);  // greedy: the first maximum
+  EXPECT_EQ(pick(l, 1.0f, 2, 1.0f, 0.0f, 0.0), 1);
+  EXPECT_EQ(pick(l, 1.0f, 2, 1.0f, 0.0f, kNearOne), 2);   // id 4 ties with 1 and 2 but comes after them
+  EXPECT_EQ(pick(l, 1.0f, 5, 1.0f, 0.0f, kNearOne), 3);   // 0 and -0 are equal: the lower id first
+  EXPECT_EQ(pick(l, 1.0f, 0, 1.0f, 0.0f, kNearOne), 5);   // all six: -0.0 (id 5) is last
+  EXPECT_EQ(pick(l, 1.0f, 0, 1.0f, 0.0f, 0.0), 1);
+}
+
+TEST(SampleToken, RespectsTopKTopPAndMinP) {
+  // p ~ (0.644, 0.237, 0.087, 0.032): cumulative 0.644, 0.881, 0.968, 1.
+  const std::vector<float> l = {-1.0f, 0.0f, 2.0f, 1.0f};  // the rule's order: ids 2, 3, 1, 0
+  EXPECT_EQ(pick(l, 1.0f, 0, 1.0f, 0.0f, kNearOne), 0);
+  EXPECT_EQ(pick(l, 1.0f, 2, 1.0f, 0.0f, kNearOne), 3);
+  EXPECT_EQ(pick(l, 1.0f, 0, 0.9f, 0.0f, kNearOne), 1);   // 0.881 < 0.9 <= 0.968: three kept
+  EXPECT_EQ(pick(l, 1.0f, 0, 0.88f, 0.0f, kNearOne), 3);  // two kept
+  EXPECT_EQ(pick(l, 1.0f, 0, 0.5f, 0.0f, kNearOne), 2);   // the best alone reaches 0.5
+  EXPECT_EQ(pick(l, 1.0f, 0, 1.0f, 0.3f, kNearOne), 3);   // p/p_best = 1, 0.37, 0.14: 0.14 < 0.3 cuts
+  EXPECT_EQ(pick(l, 1.0f, 0, 1.0f, 0.1f, kNearOne), 1);
+  // u01 walks the kept mass: 0.5 of (1 + e^-1) lies in the first candidate, 0.8 in the second.
+  EXPECT_EQ(pick(l, 1.0f, 2, 1.0f, 0.0f, 0.5), 2);
+  EXPECT_EQ(pick(l, 1.0f, 2, 1.0f, 0.0f, 0.8), 3);
+  // Temperature divides the logits first: at T = 0.01 the best candidate holds all the mass.
+  EXPECT_EQ(pick(l, 0.01f, 0, 0.999f, 0.0f, kNearOne), 2);
+}
+
+TEST(Sampler, OnTheCpuBackendMatchesTheHostRow) {
+  std::vector<float> l(300);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = float((i * 7919) % 61) * 0.1f;  // many exact ties
+  SamplerOptions o;
+  o.temperature = 0.9f;
+  o.top_k = 50;
+  o.top_p = 0.97f;
+  o.seed = 7;
+  Sampler a(o), b(o);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(a.sample(cpu_backend(), l.data(), 300), b.sample(l.data(), 300));
 }
 
 }  // namespace

@@ -4,14 +4,22 @@
 // Device: the constructor makes `device` current; the ops assume it still is when they are called (one device
 // per thread; a multi-GPU caller sets the device before using each backend).
 //
-// Linear. The weight W is (N, K) row-major, which cuBLAS (column-major) reads as a (K, N) matrix with ld K; X (T, K)
-// with row stride ldx is a column-major (K, T) matrix with ld ldx, and Y likewise (N, T) with ld ldy. So
-// Y^T = W X^T is one cublasGemmEx(op_T on W, op_N on X, m = N, n = T, k = K). f32 weights: an f32 GEMM
-// (CUBLAS_COMPUTE_32F, no TF32: bit-for-bit an f32 dot product up to summation order, within 1e-5 of the CPU).
-// f16 / bf16 weights: X is first rounded to the weight dtype into a scratch buffer (tensor cores need both inputs
-// in the same type), then the GEMM multiplies 16-bit inputs exactly and accumulates in f32 into an f32 Y. The
-// only extra error is that rounding of X: |dy| <= 2^-11 (f16) or 2^-8 (bf16) times sum_k |x_k w_k|. The bias is
-// added by a separate kernel (cuBLAS has no row broadcast; a later issue fuses it with cuBLASLt epilogues).
+// Linear. Decode-sized calls (T <= 8) with f16 / bf16 weights take the GEMV kernel of decode.cu: bandwidth-bound,
+// X kept in f32, bias fused. Everything else is cuBLAS: the weight W is (N, K) row-major, which cuBLAS
+// (column-major) reads as a (K, N) matrix with ld K; X (T, K) with row stride ldx is a column-major (K, T) matrix
+// with ld ldx, and Y likewise (N, T) with ld ldy. So Y^T = W X^T is one cublasGemmEx(op_T on W, op_N on X, m = N,
+// n = T, k = K). f32 weights: an f32 GEMM (CUBLAS_COMPUTE_32F, no TF32: bit-for-bit an f32 dot product up to
+// summation order, within 1e-5 of the CPU). f16 / bf16 weights: X is first rounded to the weight dtype into a
+// scratch buffer (tensor cores need both inputs in the same type), then the GEMM multiplies 16-bit inputs exactly
+// and accumulates in f32 into an f32 Y. The only extra error is that rounding of X: |dy| <= 2^-11 (f16) or 2^-8
+// (bf16) times sum_k |x_k w_k|. The bias is added by a separate kernel (cuBLAS has no row broadcast).
+//
+// Attention: the split-K decode kernel (decode.cu) for up to kDecodeMaxT query tokens, the tiled chunk kernel
+// (attention_prefill.cu) for longer chunks. Both read f32 or f16 caches.
+//
+// Graphs: graph_begin / graph_end capture the ops issued in between on the backend's stream (the decoder's
+// steady-state decode step); kv_store and attention recorded there read t0 from a device scalar that
+// graph_launch(t0) sets before replaying, so one capture serves every later position of the stream.
 #include <algorithm>      // std::max
 #include <limits>         // std::numeric_limits
 #include <string>         // std::string, std::to_string
@@ -41,8 +49,17 @@ class CudaBackend final : public Backend {
       CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
       // CUBLAS_DEFAULT_MATH: tensor cores for the 16-bit GEMMs, and f32 GEMMs stay f32 (TF32 is opt-in only).
       CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+      // A fixed cuBLAS workspace, so that a GEMM recorded into a CUDA graph never allocates.
+      CUDA_CHECK(cudaMalloc(&cublas_ws_, kCublasWorkspace));
+      CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
+      CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device_));
+      CUDA_CHECK(cudaMalloc(&t0_dev_, sizeof(int64_t)));
+      CUDA_CHECK(cudaMallocHost(&t0_host_, sizeof(int64_t)));
     } catch (...) {
       if (cublas_) cublasDestroy(cublas_);
+      if (cublas_ws_) cudaFree(cublas_ws_);
+      if (t0_dev_) cudaFree(t0_dev_);
+      if (t0_host_) cudaFreeHost(t0_host_);
       cudaStreamDestroy(stream_);
       throw;
     }
@@ -53,7 +70,13 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     for (void* p : held_) cudaFree(p);
     if (scratch_) cudaFree(scratch_);
+    if (attn_scratch_) cudaFree(attn_scratch_);
+    if (nll_buf_) cudaFree(nll_buf_);
+    drop_graph();
     cublasDestroy(cublas_);
+    cudaFree(cublas_ws_);
+    cudaFree(t0_dev_);
+    cudaFreeHost(t0_host_);
     cudaStreamDestroy(stream_);
   }
 
@@ -67,6 +90,10 @@ class CudaBackend final : public Backend {
   }
   void download(void* dst, const void* src, size_t n) override {
     CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+  }
+
+  void copy(void* dst, const void* src, size_t n) override {
+    if (n > 0) CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream_));
   }
 
   void* alloc(size_t bytes) override {
@@ -92,6 +119,10 @@ class CudaBackend final : public Backend {
     if (K <= 0) {  // empty sum: Y = bias (or 0)
       CUDA_CHECK(cudaMemset2DAsync(Y, size_t(ldy) * 4, 0, size_t(N) * 4, size_t(T), stream_));
       if (bias) cuda::add_bias(Y, bias, T, N, ldy, stream_);
+      return;
+    }
+    if (cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // decode-sized T: bandwidth-bound, f32 X, fused bias
+      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, stream_);
       return;
     }
     const int m = as_int(N, "N"), n = as_int(T, "T"), k = as_int(K, "K");
@@ -141,15 +172,20 @@ class CudaBackend final : public Backend {
   void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
                  const void* v, const cpu::AttnGeometry& g, float scale, const float* alibi, const float* extra,
                  float* out) override {
-    SLLM_CHECK(!g.kv_f16, "cuda attention: an f16 KV cache is not supported yet (use f32)");
-    cuda::attention(qa, qs, ldq, T, t0, static_cast<const float*>(k), static_cast<const float*>(v), g, scale, alibi,
-                    extra, out, stream_);
+    if (T <= 0) return;
+    if (T > kDecodeMaxT && !capturing_) {
+      cuda::attention_prefill(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out, stream_);
+      return;
+    }
+    const cuda::DecodePlan plan = cuda::decode_plan(g, T, num_sms_);
+    float* part = static_cast<float*>(attn_scratch(plan.scratch_floats * sizeof(float)));
+    cuda::attention_decode(qa, qs, ldq, T, t0, capturing_ ? t0_dev_ : nullptr, k, v, g, scale, alibi, extra, out,
+                           plan, part, stream_);
   }
 
   void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc,
                 void* vc, const cpu::AttnGeometry& g) override {
-    SLLM_CHECK(!g.kv_f16, "cuda kv_store: an f16 KV cache is not supported yet (use f32)");
-    cuda::kv_store(k, ldk, v, ldv, T, t0, static_cast<float*>(kc), static_cast<float*>(vc), g, stream_);
+    cuda::kv_store(k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, kc, vc, g, stream_);
   }
 
   void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t n) override {
@@ -160,10 +196,97 @@ class CudaBackend final : public Backend {
 
   void clamp(float* x, int64_t n, float lo, float hi) override { cuda::clamp(x, n, lo, hi, stream_); }
 
+  // Only the id crosses to the host; the 4-byte copy waits for the kernel (and every op queued before it).
+  int32_t sample(const float* logits, int64_t V, const SampleParams& p, double u01) override {
+    if (!cuda::sample_supported(V, p)) return -1;
+    if (!sample_out_) sample_out_ = static_cast<int32_t*>(alloc(sizeof(int32_t)));  // freed with held_
+    cuda::sample(logits, V, p, u01, sample_out_, stream_);
+    int32_t id = -1;
+    CUDA_CHECK(cudaMemcpyAsync(&id, sample_out_, sizeof id, cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return id;
+  }
+
+  bool nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out) override {
+    if (T <= 0) return true;
+    const size_t tb = size_t(T) * sizeof(int32_t), ob = size_t(T) * sizeof(double);
+    if (tb + ob > nll_bytes_) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      if (nll_buf_) CUDA_CHECK(cudaFree(nll_buf_));
+      nll_buf_ = nullptr;
+      nll_bytes_ = 0;
+      CUDA_CHECK(cudaMalloc(&nll_buf_, tb + ob));
+      nll_bytes_ = tb + ob;
+    }
+    double* d_out = static_cast<double*>(nll_buf_);  // doubles first: aligned
+    auto* d_tg = reinterpret_cast<int32_t*>(static_cast<char*>(nll_buf_) + ob);
+    CUDA_CHECK(cudaMemcpyAsync(d_tg, targets, tb, cudaMemcpyHostToDevice, stream_));
+    cuda::nll(logits, T, V, d_tg, d_out, stream_);
+    CUDA_CHECK(cudaMemcpyAsync(out, d_out, ob, cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return true;
+  }
+
+  bool has_graphs() const override { return true; }
+
+  void graph_begin() override {
+    SLLM_CHECK(!capturing_, "cuda graph_begin: already capturing");
+    drop_graph();
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+  }
+
+  void graph_end(bool keep) override {
+    SLLM_CHECK(capturing_, "cuda graph_end: not capturing");
+    capturing_ = false;
+    const cudaError_t e = cudaStreamEndCapture(stream_, &graph_);
+    if (!keep) {  // abandoning a capture that failed half-way: the error that stopped it is what gets reported
+      cudaGetLastError();
+      drop_graph();
+      return;
+    }
+    CUDA_CHECK(e);
+    CUDA_CHECK(cudaGraphInstantiate(&graph_exec_, graph_, 0));
+  }
+
+  void graph_launch(int64_t t0) override {
+    SLLM_CHECK(graph_exec_ != nullptr, "cuda graph_launch: no graph was captured");
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the previous replay's copy of *t0_host_ has been read
+    *t0_host_ = t0;
+    CUDA_CHECK(cudaMemcpyAsync(t0_dev_, t0_host_, sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+  }
+
  private:
+  // Up to this many query tokens, attention is the split-K decode kernel (work spread along the window); longer
+  // chunks take the tiled prefill kernel, whose grid of ceil(T / 32) x n_heads blocks is then large enough.
+  static constexpr int64_t kDecodeMaxT = 4;
+
+  void drop_graph() {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+    graph_exec_ = nullptr;
+    graph_ = nullptr;
+  }
+
+  // The decode attention's partials: grows outside a capture only (the eager step before a capture sizes it).
+  void* attn_scratch(size_t bytes) {
+    if (bytes > attn_scratch_bytes_) {
+      SLLM_CHECK(!capturing_, "cuda attention: scratch must be sized by an eager step before a graph capture");
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      if (attn_scratch_) CUDA_CHECK(cudaFree(attn_scratch_));
+      attn_scratch_ = nullptr;
+      attn_scratch_bytes_ = 0;
+      CUDA_CHECK(cudaMalloc(&attn_scratch_, bytes));
+      attn_scratch_bytes_ = bytes;
+    }
+    return attn_scratch_;
+  }
+
   // A device buffer of at least `bytes`, reused across calls (grows, never shrinks).
   void* scratch(size_t bytes) {
     if (bytes > scratch_bytes_) {
+      SLLM_CHECK(!capturing_, "cuda linear: scratch must be sized by an eager step before a graph capture");
       CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use by a queued GEMM
       if (scratch_) CUDA_CHECK(cudaFree(scratch_));
       scratch_ = nullptr;
@@ -177,9 +300,22 @@ class CudaBackend final : public Backend {
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  static constexpr size_t kCublasWorkspace = size_t(32) << 20;
+  void* cublas_ws_ = nullptr;
   std::unordered_set<void*> held_;  // live allocations, freed by the destructor
   void* scratch_ = nullptr;         // (T, K) 16-bit copy of a linear's X
   size_t scratch_bytes_ = 0;
+  void* nll_buf_ = nullptr;         // nll(): targets and results
+  size_t nll_bytes_ = 0;
+  void* attn_scratch_ = nullptr;    // decode attention partials
+  size_t attn_scratch_bytes_ = 0;
+  int num_sms_ = 1;
+  bool capturing_ = false;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  int64_t* t0_dev_ = nullptr;   // the t0 that captured kv_store / attention read
+  int64_t* t0_host_ = nullptr;  // pinned staging for it
+  int32_t* sample_out_ = nullptr;  // (1) the id sample() picked, from alloc()
 };
 
 }  // namespace

@@ -7,7 +7,9 @@
 // cuda_upload / cuda_download below see every op issued before them.
 #pragma once
 #include <cstddef>  // size_t
+#include <cstdint>  // int64_t, uint64_t
 #include <memory>   // std::unique_ptr
+#include <string>   // std::string
 
 #include "ops/backend.h"  // Backend
 
@@ -23,5 +25,18 @@ std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 // Blocking copies between host memory and device memory (from a CUDA backend's alloc()). Throw sllm::Error.
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes);
 void cuda_download(void* dst_host, const void* src_device, size_t bytes);
+
+// Fills n elements of device memory (f32, f16 or bf16) with uniform values in [lo, hi) from a counter-based hash of
+// (seed, index); blocking.
+void cuda_fill_uniform(void* dst, DType t, int64_t n, uint64_t seed, float lo, float hi);
+// The card's memory bandwidth as a large device-to-device copy sees it: (bytes read + bytes written) / time, in
+// bytes per second, best of `reps` copies of `bytes`.
+double cuda_copy_bandwidth(size_t bytes, int reps);
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 81559 MiB)".
+std::string cuda_device_name(int device = 0);
+// Device memory in use on the current device (total - free), in bytes.
+size_t cuda_memory_used();
+// Waits for all work on the current device.
+void cuda_synchronize();
 
 }  // namespace sllm

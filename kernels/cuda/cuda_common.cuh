@@ -10,7 +10,7 @@
 #include "core/dtype.h"    // DType
 #include "core/error.h"    // sllm::Error
 #include "cpu/kernels.h"   // cpu::AttnGeometry
-#include "ops/backend.h"   // ActOp
+#include "ops/backend.h"   // ActOp, SampleParams
 
 namespace sllm::cuda {
 
@@ -64,11 +64,53 @@ void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_
 void add_bias(float* Y, const float* bias, int64_t T, int64_t N, int64_t ldy, cudaStream_t s);
 // X: (T, K) f32 stride ldx -> out: (T, K) contiguous in `to` (F16 or BF16), round to nearest even.
 void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, void* out, cudaStream_t s);
-// Streaming attention and cache write, same contract as cpu::attention_stream / cpu::kv_store (cpu/kernels.h).
-void attention(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0, const float* kcache,
-               const float* vcache, const cpu::AttnGeometry& g, float scale, const float* alibi,
-               const float* extra_logit, float* out, cudaStream_t s);
-void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kcache,
-              float* vcache, const cpu::AttnGeometry& g, cudaStream_t s);
+// logits: (T, V); targets: (T) ids; out: (T) doubles, the negative log-likelihood of each target (token_nll).
+void nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out, cudaStream_t s);
+// The cache write, same contract as cpu::kv_store (cpu/kernels.h). kcache, vcache: f32, or IEEE half when g.kv_f16. t0_dev: when non-null, t0 is read from this device scalar
+// instead (a CUDA graph of the decode step replays with a new t0 without being re-captured).
+void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
+              const int64_t* t0_dev, void* kcache, void* vcache, const cpu::AttnGeometry& g, cudaStream_t s);
+
+// ---- decode-step kernels (decode.cu) ----
+
+// The GEMV's limit on tokens per call.
+constexpr int64_t kGemvMaxT = 8;
+// True when gemv16 takes this linear: a 16-bit weight, T <= kGemvMaxT, K % 8 == 0, 16-byte aligned rows.
+bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt);
+// Y(T, N) = X(T, K) W(N, K)^T + bias, f32 X and accumulation, W in F16 or BF16 (can_gemv16 must hold).
+void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+            const float* bias, float* Y, int64_t ldy, cudaStream_t s);
+
+// How the split-K decode attention cuts the key range of a cache geometry: `splits` chunks of `chunk` keys, and
+// the scratch it needs. Depends on the geometry, T and the SM count only (so a captured graph stays valid).
+struct DecodePlan {
+  int64_t chunk = 0, splits = 0;
+  size_t scratch_floats = 0;
+};
+DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms);
+// Streaming attention for T query tokens (made for T = 1; any T works) with the contract of
+// cpu::attention_stream, f32 or f16 cache, t0 from t0_dev when non-null. scratch: plan.scratch_floats floats.
+void attention_decode(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
+                      const int64_t* t0_dev, const void* kcache, const void* vcache, const cpu::AttnGeometry& g,
+                      float scale, const float* alibi, const float* extra_logit, float* out,
+                      const DecodePlan& plan, float* scratch, cudaStream_t s);
+
+// ---- sampling (sampling.cu) ----
+
+// True when sample() handles (V, p): greedy for any 1 <= V <= INT32_MAX; otherwise a temperature > 0 and at most
+// 1024 candidates after top-k (1 <= top_k <= 1024, or V <= 1024), with any top_p and min_p.
+bool sample_supported(int64_t V, const SampleParams& p);
+// The rule of sllm::sample_token (runtime/stream.h), bit for bit. logits: (V) f32; u01 in [0, 1) as drawn by the
+// caller; out: (1) int32, the sampled id. Requires sample_supported(V, p).
+void sample(const float* logits, int64_t V, const SampleParams& p, double u01, int32_t* out, cudaStream_t s);
+
+// ---- chunked / prefill attention (attention_prefill.cu) ----
+
+// Chunked streaming attention for T >= 1 query tokens t0..t0+T-1 (same contract as cpu::attention_stream),
+// f32 or f16 (g.kv_f16) cache, without materialising the score matrix: tiles of 32 queries x 64 keys, online
+// softmax. Throws sllm::Error when head_dim is not in [1, 256]; ring >= window + T as KVCache guarantees.
+void attention_prefill(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
+                       const void* kcache, const void* vcache, const cpu::AttnGeometry& g, float scale,
+                       const float* alibi, const float* extra_logit, float* out, cudaStream_t s);
 
 }  // namespace sllm::cuda

@@ -1,5 +1,5 @@
-// CUDA kernels other than the GEMM: norms, RoPE, activations, elementwise ops, embedding, dtype conversion for
-// the GEMM input, the KV-cache write and the streaming attention. Straightforward first versions: correctness and
+// CUDA kernels other than the GEMM and the attention: norms, RoPE, activations, elementwise ops, embedding, dtype
+// conversion for the GEMM input and the KV-cache write. Straightforward first versions: correctness and
 // clarity first; the fast decode/prefill attention and fused kernels come later.
 //
 // Numerics. Everything is f32. Norms: one block per row, per-thread partial sums then a warp-shuffle / shared
@@ -8,13 +8,7 @@
 // 1/sqrt uses IEEE sqrtf and division (no rsqrtf). Activations use erff/tanhf/expf (<= 2 ulp, no fast math).
 // RoPE takes the tables the host computed in double (cpu::rope_tables), so positions in the millions are exact.
 //
-// Attention (one block of kAttnWarps warps per (query token, head)): the admitted keys — sink slots
-// 0..min(S,t+1)-1 scored with q_sink, then stream tokens max(S,t-R)..t in the ring scored with q_abs — are dealt
-// round-robin to the warps. A warp scores one key at a time (lanes split head_dim, shuffle reduction), and keeps an
-// online softmax (running max m, running sum l, accumulator o[head_dim] in shared memory, rescaled by exp(m_old -
-// m_new)). At the end the warps' (m, l, o) are merged with the extra logit (sink_logit variant) in the common max.
-// No score buffer, so any window length works; the result equals the CPU's max-subtracted softmax up to f32
-// rounding of exp and of the summation order.
+// The attention kernels live in decode.cu (split-K, one query token) and attention_prefill.cu (tiled chunks).
 #include <cuda_bf16.h>  // __float2bfloat16_rn, __bfloat16_as_ushort
 #include <cuda_fp16.h>  // __float2half_rn, __half_as_ushort, __ushort_as_half, __half2float
 
@@ -170,6 +164,33 @@ __global__ void embedding_kernel(const int32_t* __restrict__ ids, const void* __
 
 #undef SLLM_GRID_STRIDE
 
+// grid (T), block kThreads. logits: (T, V); out[i] = log sum_v exp(logits[i, v] - max_i) + max_i - logits[i, t_i],
+// the sum in double, as token_nll does on the host.
+__global__ void nll_kernel(const float* __restrict__ logits, int64_t V, const int32_t* __restrict__ targets,
+                           double* __restrict__ out) {
+  __shared__ float fred[32];
+  __shared__ double dred[32];
+  const float* row = logits + int64_t(blockIdx.x) * V;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  float mx = -INFINITY;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, row[i]);
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (lane == 0) fred[warp] = mx;
+  __syncthreads();
+  mx = fred[0];
+  for (int w = 1; w < nw; ++w) mx = fmaxf(mx, fred[w]);
+  double sum = 0.0;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) sum += exp(double(row[i]) - double(mx));
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) dred[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < nw; ++w) total += dred[w];
+    out[blockIdx.x] = log(total) + double(mx) - double(row[targets[blockIdx.x]]);
+  }
+}
+
 // ---- KV cache and attention ----------------------------------------------------------------------------------
 
 // Cache slot of stream token t (see cpu::AttnGeometry).
@@ -177,108 +198,22 @@ __device__ __forceinline__ int64_t cache_slot(int64_t t, int64_t S, int64_t ring
   return t < S ? t : S + (t - S) % ring;
 }
 
+__device__ __forceinline__ void kv_put(float* p, float v) { *p = v; }
+__device__ __forceinline__ void kv_put(__half* p, float v) { *p = __float2half_rn(v); }
+
 // One thread per element of (T, n_kv_heads, head_dim). k: (T, Hkv, hd) stride ldk; v likewise with ldv;
-// kcache, vcache: (Hkv, capacity, hd).
+// kcache, vcache: (Hkv, capacity, hd) of KT (f32, or half rounded to nearest even as on the CPU).
+template <class KT>
 __global__ void kv_store_kernel(const float* __restrict__ k, int64_t ldk, const float* __restrict__ v, int64_t ldv,
-                                int64_t T, int64_t t0, float* __restrict__ kcache, float* __restrict__ vcache,
-                                cpu::AttnGeometry g) {
+                                int64_t T, int64_t t0_arg, const int64_t* __restrict__ t0_dev,
+                                KT* __restrict__ kcache, KT* __restrict__ vcache, cpu::AttnGeometry g) {
   const int64_t hd = g.head_dim, n = T * g.n_kv_heads * hd;
+  const int64_t t0 = t0_dev ? *t0_dev : t0_arg;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t d = idx % hd, r = idx / hd, h = r % g.n_kv_heads, i = r / g.n_kv_heads;
     const int64_t dst = (h * g.capacity + cache_slot(t0 + i, g.sinks, g.ring)) * hd + d;
-    kcache[dst] = k[i * ldk + h * hd + d];
-    vcache[dst] = v[i * ldv + h * hd + d];
-  }
-}
-
-constexpr int kAttnWarps = 4;
-
-// Shared memory of attention_kernel, in floats: q_sink and q_abs rows, one accumulator row per warp, the warps'
-// running max and sum.
-constexpr int64_t attn_smem_floats(int64_t hd) { return (2 + kAttnWarps) * hd + 2 * kAttnWarps; }
-
-// grid (T * n_heads): block b is query token b / H, head b % H; block kAttnWarps * 32 threads.
-//   q_abs, q_sink: (T, H, hd) with stride ld_q between tokens; kcache, vcache: (Hkv, capacity, hd);
-//   alibi, extra_logit: (H) or null; out: (T, H, hd) contiguous.
-__global__ void __launch_bounds__(kAttnWarps * 32)
-    attention_kernel(const float* __restrict__ q_abs, const float* __restrict__ q_sink, int64_t ld_q, int64_t t0,
-                     const float* __restrict__ kcache, const float* __restrict__ vcache, cpu::AttnGeometry g,
-                     float scale, const float* __restrict__ alibi, const float* __restrict__ extra_logit,
-                     float* __restrict__ out) {
-  extern __shared__ float smem[];
-  const int64_t H = g.n_heads, hd = g.head_dim, S = g.sinks, R = g.window;
-  const int64_t i = blockIdx.x / H, h = blockIdx.x % H, t = t0 + i;
-  const int64_t kvh = h / (H / g.n_kv_heads);
-  const float* K = kcache + kvh * g.capacity * hd;
-  const float* V = vcache + kvh * g.capacity * hd;
-  float* qs = smem;                     // (hd) query rotated at the in-cache position (sinks)
-  float* qa = qs + hd;                  // (hd) query rotated at the absolute position (recent tokens)
-  float* acc = qa + hd;                 // (kAttnWarps, hd) per-warp unnormalised outputs
-  float* wmax = acc + kAttnWarps * hd;  // (kAttnWarps) per-warp running max
-  float* wsum = wmax + kAttnWarps;      // (kAttnWarps) per-warp running sum of exp(score - max)
-  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-    qs[d] = q_sink[i * ld_q + h * hd + d];
-    qa[d] = q_abs[i * ld_q + h * hd + d];
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float* o = acc + warp * hd;
-  for (int64_t d = lane; d < hd; d += 32) o[d] = 0.0f;
-  __syncthreads();
-
-  // Admitted keys, in the CPU's order: n_sink sinks, then stream tokens a0..t.
-  const float slope = alibi ? alibi[h] : 0.0f;
-  const int64_t qpos = t < S + R ? t : S + R;  // in-cache position of the query
-  const int64_t n_sink = S < t + 1 ? S : t + 1;
-  const int64_t a0 = S > t - R ? S : t - R;
-  const int64_t n_keys = n_sink + (t >= a0 ? t - a0 + 1 : 0);
-  float m = -INFINITY, l = 0.0f;  // identical in every lane of the warp
-  for (int64_t key = warp; key < n_keys; key += kAttnWarps) {
-    int64_t slot, dist;
-    const float* q;
-    if (key < n_sink) {
-      slot = key;
-      dist = qpos - key;
-      q = qs;
-    } else {
-      const int64_t a = a0 + (key - n_sink);
-      slot = S + (a - S) % g.ring;
-      dist = t - a;
-      q = qa;
-    }
-    const float* kr = K + slot * hd;
-    float s = 0.0f;
-    for (int64_t d = lane; d < hd; d += 32) s += q[d] * kr[d];
-    s = warp_sum(s) * scale;
-    if (alibi) s -= slope * float(dist);
-    const float m_new = fmaxf(m, s);
-    const float c = expf(m - m_new);  // rescales what was accumulated under the old max (0 for the first key)
-    const float p = expf(s - m_new);
-    l = l * c + p;
-    const float* vr = V + slot * hd;
-    for (int64_t d = lane; d < hd; d += 32) o[d] = o[d] * c + p * vr[d];
-    m = m_new;
-  }
-  if (lane == 0) {
-    wmax[warp] = m;
-    wsum[warp] = l;
-  }
-  __syncthreads();
-
-  // Merge the warps (a warp that saw no key has m = -inf and contributes 0) and the extra logit.
-  float mx = extra_logit ? extra_logit[h] : -INFINITY;
-  for (int w = 0; w < kAttnWarps; ++w) mx = fmaxf(mx, wmax[w]);
-  float f[kAttnWarps];
-  float denom = extra_logit ? expf(extra_logit[h] - mx) : 0.0f;
-  for (int w = 0; w < kAttnWarps; ++w) {
-    f[w] = expf(wmax[w] - mx);
-    denom += wsum[w] * f[w];
-  }
-  const float inv = 1.0f / denom;
-  float* orow = out + (i * H + h) * hd;
-  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-    float v = 0.0f;
-    for (int w = 0; w < kAttnWarps; ++w) v += acc[w * hd + d] * f[w];
-    orow[d] = v * inv;
+    kv_put(kcache + dst, k[i * ldk + h * hd + d]);
+    kv_put(vcache + dst, v[i * ldv + h * hd + d]);
   }
 }
 
@@ -351,23 +286,24 @@ void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, v
   CUDA_CHECK(cudaGetLastError());
 }
 
-void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, float* kcache,
-              float* vcache, const cpu::AttnGeometry& g, cudaStream_t s) {
-  const int64_t n = T * g.n_kv_heads * g.head_dim;
-  if (n <= 0) return;
-  kv_store_kernel<<<grid_for(n), kThreads, 0, s>>>(k, ldk, v, ldv, T, t0, kcache, vcache, g);
+void nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out, cudaStream_t s) {
+  if (T <= 0) return;
+  nll_kernel<<<unsigned(T), kThreads, 0, s>>>(logits, V, targets, out);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void attention(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0, const float* kcache,
-               const float* vcache, const cpu::AttnGeometry& g, float scale, const float* alibi,
-               const float* extra_logit, float* out, cudaStream_t s) {
-  if (T <= 0 || g.n_heads <= 0) return;
-  const size_t smem = size_t(attn_smem_floats(g.head_dim)) * sizeof(float);
-  SLLM_CHECK(smem <= 48 * 1024, "cuda attention: head_dim " + std::to_string(g.head_dim) +
-                                    " needs more than 48 KiB of shared memory per block");
-  attention_kernel<<<unsigned(T * g.n_heads), kAttnWarps * 32, smem, s>>>(q_abs, q_sink, ld_q, t0, kcache, vcache,
-                                                                         g, scale, alibi, extra_logit, out);
+void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
+              const int64_t* t0_dev, void* kcache, void* vcache, const cpu::AttnGeometry& g, cudaStream_t s) {
+  const int64_t n = T * g.n_kv_heads * g.head_dim;
+  if (n <= 0) return;
+  if (g.kv_f16)
+    kv_store_kernel<__half><<<grid_for(n), kThreads, 0, s>>>(k, ldk, v, ldv, T, t0, t0_dev,
+                                                            static_cast<__half*>(kcache),
+                                                            static_cast<__half*>(vcache), g);
+  else
+    kv_store_kernel<float><<<grid_for(n), kThreads, 0, s>>>(k, ldk, v, ldv, T, t0, t0_dev,
+                                                           static_cast<float*>(kcache), static_cast<float*>(vcache),
+                                                           g);
   CUDA_CHECK(cudaGetLastError());
 }
 

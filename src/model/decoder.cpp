@@ -2,7 +2,7 @@
 // changes which norm, which QKV layout, which residual wiring, which MLP and which position scheme is used.
 #include "model/decoder.h"
 
-#include <algorithm>  // std::min
+#include <algorithm>  // std::min, std::find
 #include <cmath>      // std::exp, std::log
 
 #include "core/error.h"  // Error
@@ -16,15 +16,16 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
   x_ = buf(C * D);
   xn_ = buf(C * D);
   xn2_ = buf(C * D);
-  qkv_ = c.qkv == QkvLayout::Separate ? nullptr : buf(C * size_t(c.qkv_dim()));
+  const bool device = !be_.host_memory();
+  qkv_ = c.qkv == QkvLayout::Separate && !device ? nullptr : buf(C * size_t(c.qkv_dim()));
   q_ = buf(C * size_t(c.q_dim()));
-  qs_ = buf(C * size_t(c.q_dim()));
+  qs_ = buf(C * size_t(c.qkv_dim()));  // the sink query keeps q's row stride, up to a fused row's
   k_ = buf(C * size_t(c.kv_dim()));
   v_ = buf(C * size_t(c.kv_dim()));
   att_ = buf(C * size_t(c.q_dim()));
   proj_ = buf(C * D);
   mlp_ = buf(C * D);
-  h1_ = buf(C * F);
+  h1_ = buf(C * F * (c.mlp == MlpKind::SwiGLU && device ? 2 : 1));  // [gate | up] rows when fused
   h2_ = c.mlp == MlpKind::SwiGLU ? buf(C * F) : nullptr;
   logits_ = buf(C * size_t(c.vocab_size));
   const size_t half = size_t(c.rot_dims / 2);
@@ -45,8 +46,13 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
       zero_logit_d_ = zero_logit_.data();
     }
   } else {
-    place_weights();
-    w_ = &dw_;
+    if (m.resident == &be_) {
+      w_ = &m.w;
+    } else {
+      place_weights();
+      w_ = &dw_;
+    }
+    fuse_weights();
     cos_d_ = buf(C * half + 1);
     sin_d_ = buf(C * half + 1);
     cos_s_d_ = buf(C * half + 1);
@@ -87,6 +93,61 @@ void Decoder::place_weights() {
   });
 }
 
+void Decoder::fuse_weights() {
+  const ModelConfig& c = m_.cfg;
+  fused_.assign(size_t(c.n_layers), FusedLayer{});
+  // Rows of each part, in order, joined into one matrix of the parts' common dtype (no bias: a layer with q/k/v
+  // biases keeps its three GEMMs).
+  auto join = [&](std::initializer_list<const Tensor*> parts) -> Tensor {
+    int64_t rows = 0;
+    for (const Tensor* t : parts) {
+      if (t->empty() || t->dtype != (*parts.begin())->dtype || t->shape[1] != c.hidden) return Tensor{};
+      rows += t->shape[0];
+    }
+    const DType dt = (*parts.begin())->dtype;
+    const size_t row_bytes = size_t(c.hidden) * dtype_size(dt);
+    bool adjacent = true;  // already one block in this order (a resident model laid out so): a view, no copy
+    const char* next = static_cast<const char*>((*parts.begin())->data);
+    for (const Tensor* t : parts) {
+      adjacent = adjacent && t->data == next;
+      next = static_cast<const char*>(t->data) + t->bytes();
+    }
+    if (adjacent) return Tensor{(*parts.begin())->data, dt, Shape{rows, c.hidden}};
+    void* p = be_.alloc(size_t(rows) * row_bytes);
+    allocs_.push_back(p);
+    size_t off = 0;
+    for (const Tensor* t : parts) {
+      be_.copy(static_cast<char*>(p) + off, t->data, t->bytes());
+      off += t->bytes();
+    }
+    return Tensor{p, dt, Shape{rows, c.hidden}};
+  };
+  // Our own device copies of the parts are freed once joined (a resident model's belong to its owner).
+  auto drop = [&](std::initializer_list<Tensor*> parts) {
+    if (w_ != &dw_) return;
+    for (Tensor* t : parts) {
+      auto it = std::find(allocs_.begin(), allocs_.end(), t->data);
+      if (it != allocs_.end()) {
+        be_.release(*it);
+        allocs_.erase(it);
+      }
+      *t = Tensor{};
+    }
+  };
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& L = const_cast<ModelWeights*>(w_)->layers[size_t(l)];
+    FusedLayer& f = fused_[size_t(l)];
+    if (c.qkv == QkvLayout::Separate && L.bq.empty() && L.bk.empty() && L.bv.empty()) {
+      f.qkv = join({&L.wq, &L.wk, &L.wv});
+      if (!f.qkv.empty() && f.qkv.data != L.wq.data) drop({&L.wq, &L.wk, &L.wv});
+    }
+    if (c.mlp == MlpKind::SwiGLU) {
+      f.gate_up = join({&L.w_gate, &L.w_up});
+      if (!f.gate_up.empty() && f.gate_up.data != L.w_gate.data) drop({&L.w_gate, &L.w_up});
+    }
+  }
+}
+
 Decoder::~Decoder() {
   for (void* p : allocs_) be_.release(p);
 }
@@ -100,20 +161,22 @@ float* Decoder::buf(size_t n) {
 
 void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache) {
   const ModelConfig& c = m_.cfg;
-  const int64_t D = c.hidden, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
-  // 1. Projections into contiguous q (T, H, hd), k, v (T, Hkv, hd).
-  if (c.qkv == QkvLayout::Separate) {
+  const int64_t D = c.hidden, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim(), W = c.qkv_dim();
+  // 1. Projections: q (T, H, hd), k, v (T, Hkv, hd), each with its own row stride: views into the fused output
+  //    [q | k | v] when the weights are fused or Blocked, contiguous copies for the Grouped layout.
+  float *q = q_, *k = k_, *v = v_;
+  int64_t ldq = qd, ldk = kvd, ldv = kvd;
+  const Tensor& fused = !fused_.empty() && !fused_[size_t(l)].qkv.empty() ? fused_[size_t(l)].qkv : L.wqkv;
+  if (c.qkv == QkvLayout::Separate && fused.empty()) {
     be_.linear(xn, T, D, D, L.wq.data, L.wq.dtype, qd, L.bq.as<float>(), q_, qd);
     be_.linear(xn, T, D, D, L.wk.data, L.wk.dtype, kvd, L.bk.as<float>(), k_, kvd);
     be_.linear(xn, T, D, D, L.wv.data, L.wv.dtype, kvd, L.bv.as<float>(), v_, kvd);
   } else {
-    const int64_t W = c.qkv_dim();
-    be_.linear(xn, T, D, D, L.wqkv.data, L.wqkv.dtype, W, L.bqkv.as<float>(), qkv_, W);
+    be_.linear(xn, T, D, D, fused.data, fused.dtype, W, L.bqkv.as<float>(), qkv_, W);
     if (c.clip_qkv > 0) be_.clamp(qkv_, T * W, -c.clip_qkv, c.clip_qkv);
-    if (c.qkv == QkvLayout::Blocked) {
-      be_.copy_rows(qkv_, W, q_, qd, T, qd);
-      be_.copy_rows(qkv_ + qd, W, k_, kvd, T, kvd);
-      be_.copy_rows(qkv_ + qd + kvd, W, v_, kvd, T, kvd);
+    if (c.qkv != QkvLayout::Grouped) {  // [all q | all k | all v]: strided views, no copies
+      q = qkv_, k = qkv_ + qd, v = qkv_ + qd + kvd;
+      ldq = ldk = ldv = W;
     } else {  // Grouped: per kv group [q x gq, k, v]
       const int64_t gq = c.n_heads / c.n_kv_heads, gw = (gq + 2) * hd;
       for (int64_t g = 0; g < c.n_kv_heads; ++g) {
@@ -124,28 +187,35 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
     }
   }
   // 2. Positions: keys at their absolute position; the query twice (see kv_cache.h).
-  const float* q_sink = q_;
+  const float* q_sink = q;
   if (c.pos == PosKind::RoPE && c.rot_dims > 0) {
     const int64_t S = cache.geometry().sinks, R = cache.geometry().window, t0 = cache.n_past();
     const bool two = S > 0 && t0 + T - 1 > S + R;
-    if (two) {
-      be_.copy_rows(q_, qd, qs_, qd, T, qd);
-      be_.rope(qs_, T, c.n_heads, hd, qd, c.rot_dims, cos_s_d_, sin_s_d_, c.rope_interleaved);
+    if (two) {  // qs_ has the same row stride as q (it is sized for the widest, the fused [q | k | v] row)
+      be_.copy_rows(q, ldq, qs_, ldq, T, qd);
+      be_.rope(qs_, T, c.n_heads, hd, ldq, c.rot_dims, cos_s_d_, sin_s_d_, c.rope_interleaved);
       q_sink = qs_;
     }
-    be_.rope(q_, T, c.n_heads, hd, qd, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
-    be_.rope(k_, T, c.n_kv_heads, hd, kvd, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
+    be_.rope(q, T, c.n_heads, hd, ldq, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
+    be_.rope(k, T, c.n_kv_heads, hd, ldk, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
   }
   // 3. Cache write, then attention over sinks + window (the new tokens included).
-  be_.kv_store(k_, kvd, v_, kvd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
-  be_.attention(q_, q_sink, qd, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
+  be_.kv_store(k, ldk, v, ldv, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
+  be_.attention(q, q_sink, ldq, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
                 alibi_d_, c.sink == SinkKind::SinkLogit ? L.sinks.as<float>() : zero_logit_d_, att_);
   be_.linear(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), proj_, D);
 }
 
-void Decoder::mlp_block(const LayerWeights& L, const float* xn, int64_t T, float* out) {
+void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, float* out) {
   const ModelConfig& c = m_.cfg;
   const int64_t D = c.hidden, F = c.ffn;
+  if (!fused_.empty() && !fused_[size_t(l)].gate_up.empty()) {  // one GEMM for [gate | up], rows 2F wide
+    const Tensor& gu = fused_[size_t(l)].gate_up;
+    be_.linear(xn, T, D, D, gu.data, gu.dtype, 2 * F, nullptr, h1_, 2 * F);
+    be_.swiglu(h1_, 2 * F, h1_ + F, 2 * F, T, F, h2_);
+    be_.linear(h2_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), out, D);
+    return;
+  }
   if (c.mlp == MlpKind::SwiGLU) {
     be_.linear(xn, T, D, D, L.w_gate.data, L.w_gate.dtype, F, nullptr, h1_, F);
     be_.linear(xn, T, D, D, L.w_up.data, L.w_up.dtype, F, nullptr, h2_, F);
@@ -168,7 +238,6 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
     if (ids[i] < 0 || ids[i] >= c.vocab_size)
       throw Error("decoder: token id " + std::to_string(ids[i]) + " outside the vocabulary (size " +
                   std::to_string(c.vocab_size) + ")");
-  const int64_t D = c.hidden;
   const int64_t t0 = cache.n_past();
   const int64_t S = cache.geometry().sinks, R = cache.geometry().window;
 
@@ -195,6 +264,45 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
     be_.upload(ids_d_, ids, size_t(T) * sizeof(int32_t));
     ids_b = ids_d_;
   }
+  const int64_t n_logits = mode == Logits::None                                   ? 0
+                           : mode == Logits::All || mode == Logits::AllOnDevice ? T
+                                                                                : 1;
+
+  // The decode step's op sequence is fixed once the cache is past the point where the sink query starts using
+  // its own rotation (S > 0: t0 > S + R; without sinks it never changes): then it can be a graph.
+  const bool steady = T == 1 && be_.has_graphs() && graphs_ && (S == 0 || t0 > S + R);
+  const GraphKey key{cache.id(), n_logits > 0};
+  if (steady && graph_ready_ && graph_key_ == key) {
+    be_.graph_launch(t0);
+    ++graph_replays_;
+  } else if (steady && warm_key_ == key) {  // the second steady step: capture, then replay it
+    graph_ready_ = false;
+    be_.graph_begin();
+    try {
+      run_ops(ids_b, T, cache, n_logits);
+    } catch (...) {
+      be_.graph_end(false);
+      throw;
+    }
+    be_.graph_end(true);
+    graph_ready_ = true;
+    graph_key_ = key;
+    be_.graph_launch(t0);
+    ++graph_replays_;
+  } else {  // eager; a first steady step also sizes every scratch buffer the capture will need
+    run_ops(ids_b, T, cache, n_logits);
+    warm_key_ = steady ? key : GraphKey{};
+  }
+  cache.advance(T);
+  if (n_logits == 0) return nullptr;
+  if (be_.host_memory() || mode == Logits::LastOnDevice || mode == Logits::AllOnDevice) return logits_;
+  be_.download(logits_host_.data(), logits_, size_t(n_logits * c.vocab_size) * sizeof(float));
+  return logits_host_.data();
+}
+
+void Decoder::run_ops(const int32_t* ids_b, int64_t T, KVCache& cache, int64_t n_logits) {
+  const ModelConfig& c = m_.cfg;
+  const int64_t D = c.hidden;
   be_.embedding(ids_b, T, w_->embed.data, w_->embed.dtype, D, x_);
   const NormOp nop = c.norm == NormKind::RMSNorm ? NormOp::RMS : NormOp::Layer;
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -207,26 +315,22 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
         be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn2_);
         mlp_in = xn2_;
       }
-      mlp_block(L, mlp_in, T, mlp_);
+      mlp_block(L, l, mlp_in, T, mlp_);
       be_.add(x_, proj_, T * D);
       be_.add(x_, mlp_, T * D);
     } else {
       be_.add(x_, proj_, T * D);
       be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn_);
-      mlp_block(L, xn_, T, mlp_);
+      mlp_block(L, l, xn_, T, mlp_);
       be_.add(x_, mlp_, T * D);
     }
   }
-  cache.advance(T);
-  if (mode == Logits::None) return nullptr;
-  const int64_t first = mode == Logits::All ? 0 : T - 1;
-  const int64_t n = T - first;
-  be_.norm(nop, x_ + first * D, w_->final_norm_w.as<float>(), w_->final_norm_b.as<float>(), c.norm_eps, n, D,
-           xn_);
-  be_.linear(xn_, n, D, D, w_->lm_head.data, w_->lm_head.dtype, c.vocab_size, nullptr, logits_, c.vocab_size);
-  if (be_.host_memory()) return logits_;
-  be_.download(logits_host_.data(), logits_, size_t(n * c.vocab_size) * sizeof(float));
-  return logits_host_.data();
+  if (n_logits == 0) return;
+  const int64_t first = T - n_logits;
+  be_.norm(nop, x_ + first * D, w_->final_norm_w.as<float>(), w_->final_norm_b.as<float>(), c.norm_eps, n_logits,
+           D, xn_);
+  be_.linear(xn_, n_logits, D, D, w_->lm_head.data, w_->lm_head.dtype, c.vocab_size, nullptr, logits_,
+             c.vocab_size);
 }
 
 double token_nll(const float* logits, int64_t vocab, int32_t target) {

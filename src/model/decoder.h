@@ -9,7 +9,10 @@
 
 namespace sllm {
 
-enum class Logits : uint8_t { None, Last, All };
+// What forward() returns: nothing, the last token's logits row, every token's rows (host memory), or the last
+// row left in the backend's memory (for sampling on the device: only the chosen token crosses to the host), or
+// every row left there (for perplexity scored on the device: Backend::nll).
+enum class Logits : uint8_t { None, Last, All, LastOnDevice, AllOnDevice };
 
 class Decoder {
  public:
@@ -22,8 +25,17 @@ class Decoder {
   // Appends tokens ids[0..T) to the stream held by `cache` (T <= max_chunk and <= cache.max_chunk()), running
   // every layer with the streaming attention rule, and returns a pointer to the logits:
   //   Logits::All  -> (T, vocab), Logits::Last -> (1, vocab) for the last token, None -> nullptr.
-  // The pointer is host memory (copied back from a device backend) and stays valid until the next call.
+  // The pointer is host memory (copied back from a device backend) and stays valid until the next call;
+  //   Logits::LastOnDevice -> (1, vocab), AllOnDevice -> (T, vocab), in the backend's memory (host on the CPU).
+  // On a backend with graphs (CUDA), a decode step (T = 1) whose op sequence has become fixed — the cache
+  // full enough that the two-rotation rule applies from now on — runs once eagerly, is then captured once,
+  // and every later step replays the graph: one launch per token instead of one per op.
   const float* forward(const int32_t* ids, int64_t T, KVCache& cache, Logits mode);
+
+  // Graphs on (default) or off (to measure what they save; results are identical either way).
+  void set_graphs(bool on) { graphs_ = on; }
+  // Decode steps replayed from a graph so far.
+  int64_t graph_replays() const { return graph_replays_; }
 
   const Model& model() const { return m_; }
   int64_t max_chunk() const { return C_; }
@@ -33,7 +45,13 @@ class Decoder {
   float* buf(size_t n);
   void place_weights();
   void attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache);
-  void mlp_block(const LayerWeights& L, const float* xn, int64_t T, float* out);
+  void mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, float* out);
+  // On a device: joins each layer's q/k/v projections into one [q | k | v] matrix and gate/up into [gate | up]
+  // (one GEMM each instead of three and two: at decode every GEMM is one kernel with a fixed cost).
+  void fuse_weights();
+  // Every op of one forward call after the uploads: embedding, the layers, and (when n_logits > 0) the final norm
+  // and LM head over the last n_logits tokens into logits_.
+  void run_ops(const int32_t* ids_b, int64_t T, KVCache& cache, int64_t n_logits);
 
   const Model& m_;
   Backend& be_;
@@ -53,12 +71,27 @@ class Decoder {
   // What the backend reads: the host data itself on the CPU, device copies otherwise.
   const ModelWeights* w_;       // the model's weights, or dw_
   ModelWeights dw_;             // device copies of every weight (non-host backends)
+  struct FusedLayer {
+    Tensor qkv;      // (q_dim + 2 kv_dim, D): [wq | wk | wv] rows, or empty
+    Tensor gate_up;  // (2 F, D): [w_gate | w_up] rows, or empty
+  };
+  std::vector<FusedLayer> fused_;  // per layer (device backends only; empty on the CPU)
   float *cos_d_, *sin_d_, *cos_s_d_, *sin_s_d_;  // (C, rot_dims/2) each
   int32_t* ids_d_ = nullptr;    // (C) token ids
   const float* alibi_d_ = nullptr;  // (n_heads) slopes
   std::vector<float> zero_logit_;   // (n_heads) zeros: the ZeroSink variant's extra logit (host copy)
   const float* zero_logit_d_ = nullptr;
   std::vector<float> logits_host_;  // (C, V) logits copied back from a device
+  // The decode-step graph: which (cache, logits or not) it was captured for, and the step seen before capturing.
+  struct GraphKey {
+    uint64_t cache = 0;  // KVCache::id(), 0 = none
+    bool logits = false;
+    bool operator==(const GraphKey&) const = default;
+  };
+  bool graphs_ = true;
+  bool graph_ready_ = false;
+  GraphKey graph_key_, warm_key_;
+  int64_t graph_replays_ = 0;
 };
 
 // Negative log-likelihood of `target` under a row of logits (log-sum-exp in double).

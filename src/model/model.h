@@ -10,12 +10,17 @@
 
 namespace sllm {
 
+class Backend;  // ops/backend.h
+
 struct Model {
   ModelConfig cfg;
   ModelWeights w;
   std::vector<float> alibi;  // (n_heads) slopes when cfg.pos == ALiBi
   std::string source;        // where it was loaded from
   DType storage = DType::F32;  // dtype of the big matrices
+  // The backend whose memory already holds w (a benchmark's device-resident random weights): a Decoder on that
+  // backend uses w as it is. nullptr: host memory (a device Decoder copies the weights over once).
+  const Backend* resident = nullptr;
 
   size_t weight_bytes() const;  // bytes of all matrices as stored (a tied head counted once)
 };

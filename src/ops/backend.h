@@ -19,6 +19,14 @@ namespace sllm {
 enum class NormOp : uint8_t { RMS, Layer };
 enum class ActOp : uint8_t { GeluErf, GeluTanh, Relu };
 
+// The sampling rule's parameters (see sllm::sample_token in runtime/stream.h).
+struct SampleParams {
+  float temperature = 0.8f;  // 0 = greedy
+  int64_t top_k = 40;        // 0 = off
+  float top_p = 0.95f;       // 1 = off
+  float min_p = 0.0f;        // 0 = off
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -32,6 +40,8 @@ class Backend {
   // Blocking copies between host memory and this backend's memory (memcpy on the CPU).
   virtual void upload(void* dst, const void* src_host, size_t bytes) = 0;
   virtual void download(void* dst_host, const void* src, size_t bytes) = 0;
+  // Copies bytes within this backend's memory.
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
 
   // Y(T,N) = X(T,K) W(N,K)^T + bias(N).  X row stride ldx, Y row stride ldy.
   virtual void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
@@ -54,6 +64,33 @@ class Backend {
   virtual void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
                          int64_t n) = 0;
   virtual void clamp(float* x, int64_t n, float lo, float hi) = 0;
+
+  // CUDA graphs of the decode step (a backend that has them overrides these; the defaults mean "no graphs").
+  // Between graph_begin() and graph_end() the ops are recorded, not run, into the backend's one graph; kv_store and
+  // attention recorded there read their t0 at replay time from the value given to graph_launch(t0), so one
+  // capture of a steady-state decode step replays for every later position of the stream. Pointers and shapes
+  // are baked in: the caller re-captures (graph_begin again) whenever they change. graph_end(false) abandons a
+  // capture (after an error half-way through it).
+  virtual bool has_graphs() const { return false; }
+  virtual void graph_begin() {}
+  virtual void graph_end(bool keep) { (void)keep; }
+  virtual void graph_launch(int64_t t0) { (void)t0; }
+
+  // Negative log-likelihoods for perplexity: out_host[i] = token_nll(row i of logits, V, targets_host[i]) for T
+  // rows of V logits in this backend's memory (log-sum-exp in double), so only T numbers cross to the host.
+  // Returns false when the backend has no such op (the caller copies the rows back and scores them itself).
+  virtual bool nll(const float* logits, int64_t T, int64_t V, const int32_t* targets_host, double* out_host) {
+    (void)logits; (void)T; (void)V; (void)targets_host; (void)out_host;
+    return false;
+  }
+
+  // Samples one token id from logits (V floats in this backend's memory) with the rule of sllm::sample_token
+  // (runtime/stream.h), given u01 uniform in [0, 1) drawn by the caller. Returns -1 when this backend cannot do
+  // it on the device for these params (the caller then copies the row back and samples on the host).
+  virtual int32_t sample(const float* logits, int64_t V, const SampleParams& p, double u01) {
+    (void)logits; (void)V; (void)p; (void)u01;
+    return -1;
+  }
 };
 
 // The CPU backend (OpenMP + SIMD kernels in kernels/cpu). A process-wide instance.

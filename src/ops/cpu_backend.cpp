@@ -69,6 +69,7 @@ class CpuBackend final : public Backend {
                 void* vc, const cpu::AttnGeometry& g) override {
     cpu::kv_store(k, ldk, v, ldv, T, t0, kc, vc, g);
   }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t n) override {
     for (int64_t i = 0; i < rows; ++i) std::memcpy(dst + i * ld_dst, src + i * ld_src, size_t(n) * 4);
   }

@@ -7,7 +7,7 @@
 namespace sllm {
 
 ChatSession::ChatSession(const Model& m, const Tokenizer& tok, Backend& be, const ChatOptions& o)
-    : m_(m), tok_(tok), o_(o), dec_(m, be, o.chunk),
+    : m_(m), tok_(tok), o_(o), be_(be), dec_(m, be, o.chunk),
       cache_(be, m.cfg, cache_sinks(m.cfg, o.sinks), o.window, o.chunk, o.kv_dtype), sampler_(o.sampler) {
   stops_ = tok.stop_ids();
   if (m.cfg.eos_id >= 0) stops_.push_back(int32_t(m.cfg.eos_id));
@@ -22,7 +22,7 @@ ChatSession::ChatSession(const Model& m, const Tokenizer& tok, Backend& be, cons
 const float* ChatSession::feed_ids(const std::vector<int32_t>& ids) {
   for (size_t i = 0; i < ids.size(); i += size_t(o_.chunk)) {
     const int64_t T = std::min<int64_t>(o_.chunk, int64_t(ids.size() - i));
-    logits_ = dec_.forward(ids.data() + i, T, cache_, Logits::Last);
+    logits_ = dec_.forward(ids.data() + i, T, cache_, Logits::LastOnDevice);
   }
   return logits_;
 }
@@ -44,12 +44,12 @@ std::string ChatSession::send(const std::string& user, const std::function<void(
   std::string reply;
   const int64_t V = sample_vocab(m_.cfg);  // never a sink token
   for (int64_t n = 0; o_.max_reply < 0 || n < o_.max_reply; ++n) {
-    const int32_t id = sampler_.sample(logits_, V);
+    const int32_t id = sampler_.sample(be_, logits_, V);  // on a GPU only the id crosses to the host
     if (std::find(stops_.begin(), stops_.end(), id) != stops_.end()) break;
     const std::string piece = out.push(id);
     reply += piece;
     if (!piece.empty()) on_piece(piece);
-    logits_ = dec_.forward(&id, 1, cache_, Logits::Last);
+    logits_ = dec_.forward(&id, 1, cache_, Logits::LastOnDevice);
   }
   const std::string rest = out.flush();
   reply += rest;

@@ -39,11 +39,12 @@ class ChatSession {
   const Model& m_;
   const Tokenizer& tok_;
   ChatOptions o_;
+  Backend& be_;
   Decoder dec_;
   KVCache cache_;
   Sampler sampler_;
   std::vector<int32_t> stops_;
-  const float* logits_ = nullptr;
+  const float* logits_ = nullptr;  // the last token's logits, in the backend's memory
   int64_t turns_ = 0;
 };
 

@@ -1,14 +1,19 @@
 #include "runtime/kv_cache.h"
 
 #include <algorithm>  // std::min
+#include <atomic>     // std::atomic
 
 #include "core/error.h"  // Error
 
 namespace sllm {
 
+namespace {
+std::atomic<uint64_t> g_next_cache_id{1};
+}  // namespace
+
 KVCache::KVCache(Backend& be, const ModelConfig& cfg, int64_t sinks, int64_t window, int64_t max_chunk,
                  DType kv_dtype)
-    : be_(be), max_chunk_(max_chunk) {
+    : be_(be), max_chunk_(max_chunk), id_(g_next_cache_id++) {
   if (kv_dtype != DType::F32 && kv_dtype != DType::F16)
     throw Error(std::string("cache: KV dtype must be f32 or f16, got ") + dtype_name(kv_dtype));
   if (sinks < 0) throw Error("cache: --sinks must be >= 0, got " + std::to_string(sinks));

@@ -44,6 +44,9 @@ class KVCache {
   // Tokens currently held (sinks + recent), as the paper counts them.
   int64_t held() const;
   size_t bytes() const { return bytes_; }
+  // Unique per cache object of the process (a later cache at the same address gets a new one): what a captured
+  // decode graph, which bakes in this cache's buffers, is keyed on.
+  uint64_t id() const { return id_; }
 
  private:
   Backend& be_;
@@ -52,6 +55,7 @@ class KVCache {
   std::vector<void*> k_, v_;
   size_t bytes_ = 0;
   int64_t n_past_ = 0, pos0_ = 0;
+  uint64_t id_;
 };
 
 }  // namespace sllm

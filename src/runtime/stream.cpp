@@ -1,6 +1,6 @@
 #include "runtime/stream.h"
 
-#include <algorithm>  // std::partial_sort, std::min
+#include <algorithm>  // std::partial_sort, std::sort, std::min, std::max
 #include <chrono>     // std::chrono
 #include <cmath>      // std::exp
 
@@ -92,6 +92,8 @@ PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& id
       S = 0;
     }
     const int64_t C = std::min(opt.chunk, N);
+    bool on_device = !be.host_memory();
+    std::vector<float> rows;  // host copy of a chunk's logits when a device backend cannot score them
     Decoder dec(m, be, C);
     KVCache cache(be, m.cfg, S, R, C, opt.kv_dtype);
     cache.reset(opt.pos0);
@@ -99,8 +101,21 @@ PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& id
     for (int64_t i = 0; i + 1 < N; i += C) {
       const int64_t T = std::min(C, N - 1 - i);  // the last token is never fed: nothing to score after it
       const bool scored = i + T > k;             // a chunk of sink tokens only predicts nothing we score
-      const float* lg = dec.forward(seq.data() + i, T, cache, scored ? Logits::All : Logits::None);
-      for (int64_t j = std::max<int64_t>(0, k - i); j < T; ++j)
+      const float* lg = dec.forward(seq.data() + i, T, cache, !scored ? Logits::None
+                                                              : on_device ? Logits::AllOnDevice
+                                                                          : Logits::All);
+      const int64_t j0 = std::max<int64_t>(0, k - i);
+      if (scored && on_device) {  // scored where the logits are: T - j0 numbers cross to the host, not the rows
+        if (be.nll(lg + j0 * V, T - j0, V, seq.data() + i + j0 + 1, r.nll.data() + (i + j0 - k))) {
+          if (opt.progress) opt.progress(std::max<int64_t>(0, i + T - k), n - 1);
+          continue;
+        }
+        on_device = false;  // the backend has no nll(): this chunk and the rest are scored on the host
+        rows.resize(size_t(T * V));
+        be.download(rows.data(), lg, rows.size() * sizeof(float));
+        lg = rows.data();
+      }
+      for (int64_t j = j0; j < T && scored; ++j)
         r.nll[size_t(i + j - k)] = token_nll(lg + j * V, V, seq[size_t(i + j + 1)]);
       if (opt.progress) opt.progress(std::max<int64_t>(0, i + T - k), n - 1);
     }
@@ -112,6 +127,52 @@ PplResult stream_nll(const Model& m, Backend& be, const std::vector<int32_t>& id
   return r;
 }
 
+SampleParams sample_params(const SamplerOptions& o) { return {o.temperature, o.top_k, o.top_p, o.min_p}; }
+
+int32_t sample_token(const float* logits, int64_t V, const SampleParams& p, double u01,
+                     std::vector<std::pair<float, int32_t>>& cand) {
+  if (p.temperature == 0.0f) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; ++i)
+      if (logits[i] > logits[best]) best = i;
+    return int32_t(best);
+  }
+  cand.resize(size_t(V));
+  for (int64_t i = 0; i < V; ++i) cand[size_t(i)] = {logits[i] / p.temperature, int32_t(i)};
+  const int64_t k = (p.top_k > 0 && p.top_k < V) ? p.top_k : V;
+  // A strict total order (ties by lower id), so the kept set and its order do not depend on the sort's algorithm.
+  auto before = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  if (k < V) {
+    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), before);
+    cand.resize(size_t(k));
+  } else {
+    std::sort(cand.begin(), cand.end(), before);
+  }
+  const float mx = cand[0].first;
+  double total = 0;
+  std::vector<double> pr(cand.size());
+  for (size_t i = 0; i < cand.size(); ++i) total += (pr[i] = std::exp(double(cand[i].first - mx)));
+  // top-p: smallest prefix whose mass reaches top_p; min-p: drop tokens below min_p * p(best).
+  size_t keep = cand.size();
+  double acc = 0;
+  for (size_t i = 0; i < cand.size(); ++i) {
+    if (p.min_p > 0 && pr[i] < p.min_p * pr[0]) { keep = i; break; }
+    acc += pr[i] / total;
+    if (acc >= p.top_p) { keep = i + 1; break; }
+  }
+  keep = std::max<size_t>(keep, 1);
+  double kept = 0;
+  for (size_t i = 0; i < keep; ++i) kept += pr[i];
+  double x = u01 * kept;  // what uniform_real_distribution(0, kept) computes from the same draw
+  for (size_t i = 0; i < keep; ++i) {
+    x -= pr[i];
+    if (x <= 0) return cand[i].second;
+  }
+  return cand[keep - 1].second;
+}
+
 Sampler::Sampler(const SamplerOptions& o) : o_(o), rng_(o.seed) {
   if (!(o.temperature >= 0)) throw Error("--temp must be >= 0");
   if (o.top_k < 0) throw Error("--top-k must be >= 0");
@@ -119,45 +180,23 @@ Sampler::Sampler(const SamplerOptions& o) : o_(o), rng_(o.seed) {
   if (!(o.min_p >= 0 && o.min_p < 1)) throw Error("--min-p must be in [0, 1)");
 }
 
+double Sampler::draw() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
 int32_t Sampler::sample(const float* logits, int64_t V) {
-  if (o_.temperature == 0.0f) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < V; ++i)
-      if (logits[i] > logits[best]) best = i;
-    return int32_t(best);
-  }
-  cand_.resize(size_t(V));
-  for (int64_t i = 0; i < V; ++i) cand_[size_t(i)] = {logits[i] / o_.temperature, int32_t(i)};
-  int64_t k = (o_.top_k > 0 && o_.top_k < V) ? o_.top_k : V;
-  auto desc = [](const auto& a, const auto& b) { return a.first > b.first; };
-  if (k < V) {
-    std::partial_sort(cand_.begin(), cand_.begin() + k, cand_.end(), desc);
-    cand_.resize(size_t(k));
-  } else {
-    std::sort(cand_.begin(), cand_.end(), desc);
-  }
-  const float mx = cand_[0].first;
-  double total = 0;
-  std::vector<double> p(cand_.size());
-  for (size_t i = 0; i < cand_.size(); ++i) total += (p[i] = std::exp(double(cand_[i].first - mx)));
-  // top-p: smallest prefix whose mass reaches top_p; min-p: drop tokens below min_p * p(best).
-  size_t keep = cand_.size();
-  double acc = 0;
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    if (o_.min_p > 0 && p[i] < o_.min_p * p[0]) { keep = i; break; }
-    acc += p[i] / total;
-    if (acc >= o_.top_p) { keep = i + 1; break; }
-  }
-  keep = std::max<size_t>(keep, 1);
-  double kept = 0;
-  for (size_t i = 0; i < keep; ++i) kept += p[i];
-  std::uniform_real_distribution<double> u(0.0, kept);
-  double x = u(rng_);
-  for (size_t i = 0; i < keep; ++i) {
-    x -= p[i];
-    if (x <= 0) return cand_[i].second;
-  }
-  return cand_[keep - 1].second;
+  const SampleParams p = sample_params(o_);
+  const double u01 = p.temperature == 0.0f ? 0.0 : draw();
+  return sample_token(logits, V, p, u01, cand_);
+}
+
+int32_t Sampler::sample(Backend& be, const float* logits, int64_t V) {
+  if (be.host_memory()) return sample(logits, V);
+  const SampleParams p = sample_params(o_);
+  const double u01 = p.temperature == 0.0f ? 0.0 : draw();
+  const int32_t id = be.sample(logits, V, p, u01);
+  if (id >= 0) return id;
+  row_.resize(size_t(V));
+  be.download(row_.data(), logits, size_t(V) * sizeof(float));
+  return sample_token(row_.data(), V, p, u01, cand_);
 }
 
 }  // namespace sllm

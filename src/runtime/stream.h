@@ -75,15 +75,36 @@ struct SamplerOptions {
   uint64_t seed = 0;
 };
 
+// The rule's parameters without the seed.
+SampleParams sample_params(const SamplerOptions& o);
+
+// The sampling rule, written once; the CUDA backend's sample() reproduces it exactly (kernels/cuda/sampling.cu).
+//   temperature == 0: greedy, the first index of the maximum logit (u01 unused).
+//   Otherwise the candidates are (logits[i] / temperature in f32, i), in a deterministic order: descending value,
+//   ties by lower id first. top_k > 0 keeps the first top_k of them. Then p_i = exp(double(v_i - v_0)); top-p
+//   keeps the smallest prefix whose normalised mass reaches top_p, min-p cuts before the first p_i < min_p * p_0
+//   (at least one candidate is kept). With `kept` the sum of the kept p_i, x = u01 * kept walks the kept
+//   candidates subtracting p_i and returns the first one where x <= 0 (the last kept one if rounding leaves x > 0).
+// logits: (V); u01 in [0, 1); parameters as Sampler checks them. `scratch` is reused storage for the candidates.
+int32_t sample_token(const float* logits, int64_t V, const SampleParams& p, double u01,
+                     std::vector<std::pair<float, int32_t>>& scratch);
+
 class Sampler {
  public:
   explicit Sampler(const SamplerOptions& o);
+  // Samples from a host row of `vocab` logits. Draws one u01 from the seeded generator per call (none when greedy).
   int32_t sample(const float* logits, int64_t vocab);
+  // Samples from a row in be's memory: on the device when be.sample() can (only the id crosses to the host), else
+  // by copying the row back. Same draws as above, so the result equals sample() on the same row and seed.
+  int32_t sample(Backend& be, const float* logits, int64_t vocab);
 
  private:
+  double draw();  // u01 for one non-greedy sample
+
   SamplerOptions o_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;
+  std::vector<float> row_;  // (vocab) host copy of a device row when the backend cannot sample
 };
 
 }  // namespace sllm

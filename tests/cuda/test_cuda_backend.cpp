@@ -166,12 +166,15 @@ class CudaBackendTest : public ::testing::Test {
 // ---- linear ----------------------------------------------------------------------------------------------------
 
 TEST_F(CudaBackendTest, Linear) {
-  const int64_t K = 200, N = 70, ldx = K + 3, ldy = N + 5;
+  // ldx = K + 4 keeps X's rows 16-byte aligned, so 16-bit weights with T <= 8 take the GEMV kernel; K + 3 sends
+  // them to cuBLAS. T = 8 / 9 sit on either side of the GEMV's limit.
+  const int64_t K = 200, N = 70, ldy = N + 5;
+  for (int64_t ldx : {K + 3, K + 4})
   for (DType wt : {DType::F32, DType::F16, DType::BF16}) {
-    for (int64_t T : {1, 5, 33}) {
+    for (int64_t T : {1, 5, 8, 9, 33}) {
       for (bool with_bias : {false, true}) {
         const std::string what = std::string("linear ") + dtype_name(wt) + " T=" + std::to_string(T) +
-                                 (with_bias ? " bias" : "");
+                                 " ldx=" + std::to_string(ldx) + (with_bias ? " bias" : "");
         const std::vector<float> X = uniform(size_t(T * ldx));
         const Encoded W = encode(uniform(size_t(N * K)), wt);
         const std::vector<float> b = uniform(size_t(N));
@@ -348,6 +351,26 @@ TEST_F(CudaBackendTest, KvStore) {
   }
 }
 
+TEST_F(CudaBackendTest, KvStoreF16) {
+  const int64_t T = 5;
+  cpu::AttnGeometry g = geometry(4, 2, 48, 4, 8, T);
+  g.kv_f16 = true;
+  const int64_t ld = g.n_kv_heads * g.head_dim + 4;
+  const size_t cache_n = size_t(g.n_kv_heads * g.capacity * g.head_dim);
+  for (int64_t t0 : {0, 2, 11, 47}) {
+    // Values far outside half's range and between representable halves check the rounding (nearest even) too.
+    std::vector<float> k = uniform(size_t(T * ld), -70000.0f, 70000.0f), v = uniform(size_t(T * ld));
+    std::vector<uint16_t> kc(cache_n), vc(cache_n);
+    for (size_t i = 0; i < cache_n; ++i) kc[i] = vc[i] = uint16_t(i * 2654435761u >> 16);
+    std::vector<uint16_t> kref = kc, vref = vc;
+    cpu().kv_store(k.data(), ld, v.data(), ld, T, t0, kref.data(), vref.data(), g);
+    Dev dk = upload(gpu(), k), dv = upload(gpu(), v), dkc = upload(gpu(), kc), dvc = upload(gpu(), vc);
+    gpu().kv_store(dk.as<float>(), ld, dv.as<float>(), ld, T, t0, dkc.get(), dvc.get(), g);
+    EXPECT_EQ(download<uint16_t>(dkc), kref) << "f16 kv_store K t0=" << t0;
+    EXPECT_EQ(download<uint16_t>(dvc), vref) << "f16 kv_store V t0=" << t0;
+  }
+}
+
 struct AttnCase {
   const char* name;
   int64_t H, Hkv, hd, S, R, T, t0;
@@ -364,14 +387,28 @@ TEST_F(CudaBackendTest, Attention) {
       {"window only (S=0), decode, wrapped", 4, 2, 64, 0, 32, 1, 1000, false, 0, false},
       {"dense prefill (S=0, R > stream)", 2, 1, 32, 0, 300, 40, 0, true, 0, false},
       {"decode, sinks + wrapped ring, softmax-off-by-one", 9, 3, 64, 4, 64, 1, 5000, true, 2, false},
+      {"decode, 4+1020 (split into chunks), two queries", 8, 8, 128, 4, 1020, 1, 70001, false, 0, true},
+      {"decode, 4+1020 while filling (chunks beyond the keys)", 8, 2, 128, 4, 1020, 1, 300, false, 1, true},
+      {"4 tokens (the decode kernel's largest T), 4+1020", 4, 4, 128, 4, 1020, 4, 3001, true, 0, true},
+      {"long chunk, 4+1020, wrapped", 4, 2, 128, 4, 1020, 256, 9000, false, 1, true},
   };
+  for (bool f16 : {false, true})
   for (const AttnCase& c : cases) {
-    SCOPED_TRACE(c.name);
-    const cpu::AttnGeometry g = geometry(c.H, c.Hkv, c.hd, c.S, c.R, c.T);
+    SCOPED_TRACE(std::string(c.name) + (f16 ? ", f16 cache" : ", f32 cache"));
+    cpu::AttnGeometry g = geometry(c.H, c.Hkv, c.hd, c.S, c.R, c.T);
+    g.kv_f16 = f16;
     const int64_t ld_q = c.H * c.hd + 8;
     const size_t cache_n = size_t(g.n_kv_heads * g.capacity * g.head_dim);
     // Every slot holds random data, so reading a wrong slot shows; q is scaled up so the softmax is not flat.
-    const std::vector<float> kc = uniform(cache_n), vc = uniform(cache_n);
+    std::vector<float> kc = uniform(cache_n), vc = uniform(cache_n);
+    // An f16 cache holds the halves of the same values; both backends read those same halves.
+    std::vector<uint16_t> kh(cache_n), vh(cache_n);
+    for (size_t i = 0; i < cache_n; ++i) {
+      kh[i] = f32_to_f16(kc[i]);
+      vh[i] = f32_to_f16(vc[i]);
+    }
+    const void* kref = f16 ? static_cast<const void*>(kh.data()) : kc.data();
+    const void* vref = f16 ? static_cast<const void*>(vh.data()) : vc.data();
     const std::vector<float> qa = uniform(size_t(c.T * ld_q), -3.0f, 3.0f);
     const std::vector<float> qs = c.two_q ? uniform(qa.size(), -3.0f, 3.0f) : qa;
     const std::vector<float> slopes = uniform(size_t(c.H), 0.01f, 0.3f);
@@ -380,14 +417,15 @@ TEST_F(CudaBackendTest, Attention) {
     const float* ref_alibi = c.alibi ? slopes.data() : nullptr;
     const float* ref_extra = c.extra ? extra.data() : nullptr;
     std::vector<float> ref(size_t(c.T * c.H * c.hd), kNaN);
-    cpu().attention(qa.data(), qs.data(), ld_q, c.T, c.t0, kc.data(), vc.data(), g, scale, ref_alibi, ref_extra,
+    cpu().attention(qa.data(), qs.data(), ld_q, c.T, c.t0, kref, vref, g, scale, ref_alibi, ref_extra,
                     ref.data());
 
-    Dev dkc = upload(gpu(), kc), dvc = upload(gpu(), vc), dqa = upload(gpu(), qa), dqs = upload(gpu(), qs);
+    Dev dkc = f16 ? upload(gpu(), kh) : upload(gpu(), kc), dvc = f16 ? upload(gpu(), vh) : upload(gpu(), vc);
+    Dev dqa = upload(gpu(), qa), dqs = upload(gpu(), qs);
     Dev dsl = upload(gpu(), slopes), dex = upload(gpu(), extra);
     Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN));
     gpu().attention(dqa.as<float>(), c.two_q ? dqs.as<float>() : dqa.as<float>(), ld_q, c.T, c.t0,
-                    dkc.as<float>(), dvc.as<float>(), g, scale, c.alibi ? dsl.as<float>() : nullptr,
+                    dkc.get(), dvc.get(), g, scale, c.alibi ? dsl.as<float>() : nullptr,
                     c.extra ? dex.as<float>() : nullptr, dout.as<float>());
     expect_close(download<float>(dout), ref, kF32Tol, c.name);
   }

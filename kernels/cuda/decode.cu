@@ -1,0 +1,367 @@
+// The decode-step kernels, where one token's work is bound by memory bandwidth: the weight GEMV (every weight byte
+// read once per token) and the split-K ("flash-decoding") attention over the sink + ring cache.
+//
+// GEMV. Y(T, N) = X(T, K) W(N, K)^T + bias for T <= kGemvMaxT, W in f16 or bf16 and X in f32. One warp per two
+// output rows: lanes stream the rows in 16-byte vectors (8 weights), eight vectors in flight per lane, multiply
+// them with the f32 X (read through L1 once for both rows: X is tiny and shared by every warp) and accumulate in
+// f32; a shuffle tree sums the lanes. Unlike the tensor-core path, X is never rounded to 16 bits, so the only error is f32 summation order.
+// Needs K % 8 == 0, 16-byte aligned W rows and X rows (checked by can_gemv16); anything else goes to cuBLAS.
+//
+// Decode attention. Query token t (t0 + i) attends its admitted keys in the CPU's order: sink slots
+// 0..n_sink-1 (scored with q_sink) then stream tokens a0..t (scored with q_abs), n_keys <= S + R + 1 in all. The
+// key range [0, S + R + 1) is cut into `splits` equal chunks; block (chunk c, head h, token i) scores its chunk's
+// keys (one warp per key, lanes across head_dim, four keys per warp in flight), takes the chunk's max m and
+// sum l of exp(s - m), accumulates o = sum_j exp(s_j - m) V_j, and writes (m, l, o) to a scratch row. A second
+// kernel merges the chunks exactly (m = max_c m_c, l = sum_c l_c e^{m_c - m} + e^{extra - m},
+// out = sum_c o_c e^{m_c - m} / l). The grid depends on the cache geometry only, never on t, so a CUDA graph of
+// the decode step replays unchanged as the stream advances: t0 may be read from device memory (t0_dev), and
+// chunks beyond the keys admitted so far write an empty partial (m = -inf, l = 0).
+#include <cuda_fp16.h>  // __half2float, __ushort_as_half, __half2
+
+#include <algorithm>  // std::min, std::max
+
+#include "cuda/cuda_common.cuh"
+
+namespace sllm::cuda {
+
+namespace {
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// ---- GEMV ----------------------------------------------------------------------------------------------------
+
+// 8 packed 16-bit weights -> 8 floats (exact).
+template <bool BF16>
+__device__ __forceinline__ void unpack8(const uint4& v, float* f) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (BF16) {
+      f[2 * i] = __uint_as_float(u[i] << 16);
+      f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+    } else {
+      f[2 * i] = __half2float(__ushort_as_half(uint16_t(u[i] & 0xffffu)));
+      f[2 * i + 1] = __half2float(__ushort_as_half(uint16_t(u[i] >> 16)));
+    }
+  }
+}
+
+// acc[t][r] += W_r[8 k8 .. 8 k8 + 8) . X_t[8 k8 .. 8 k8 + 8) for the warp's RW rows, X read once for all of them.
+template <int TT, int RW, bool BF16>
+__device__ __forceinline__ void gemv_fma(const uint4 (&wv)[RW], const float* __restrict__ X, int64_t ldx,
+                                         int64_t k8, float (&acc)[TT][RW]) {
+  float w[RW][8];
+#pragma unroll
+  for (int r = 0; r < RW; ++r) unpack8<BF16>(wv[r], w[r]);
+#pragma unroll
+  for (int t = 0; t < TT; ++t) {
+    const float4* x = reinterpret_cast<const float4*>(X + t * ldx) + 2 * k8;
+    const float4 a = __ldg(x), b = __ldg(x + 1);
+#pragma unroll
+    for (int r = 0; r < RW; ++r)
+      acc[t][r] += w[r][0] * a.x + w[r][1] * a.y + w[r][2] * a.z + w[r][3] * a.w + w[r][4] * b.x +
+                   w[r][5] * b.y + w[r][6] * b.z + w[r][7] * b.w;
+  }
+}
+
+constexpr int kGemvWarps = 4;   // warps per block
+constexpr int kGemvRows = 2;    // rows per warp: each X load serves both
+constexpr int kGemvUnroll = 4;  // k-steps per iteration: kGemvRows * kGemvUnroll 16-byte loads in flight per lane
+
+// grid ceil(N / (kGemvWarps * RW)), block kGemvWarps * 32. W: (N, K) 16-bit as uint4 vectors; X: (TT, K) f32
+// stride ldx. A warp computes rows n0 .. n0 + RW - 1 (rows past N repeat row N - 1 and are not written).
+template <int TT, int RW, bool BF16>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv16_kernel(const float* __restrict__ X, int64_t ldx, const uint4* __restrict__ W, int64_t K, int64_t N,
+                  const float* __restrict__ bias, float* __restrict__ Y, int64_t ldy) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n0 = (int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5)) * RW;
+  if (n0 >= N) return;
+  const int64_t K8 = K / 8;
+  const uint4* w[RW];
+#pragma unroll
+  for (int r = 0; r < RW; ++r) w[r] = W + min(n0 + r, N - 1) * K8;
+  float acc[TT][RW];
+#pragma unroll
+  for (int t = 0; t < TT; ++t)
+#pragma unroll
+    for (int r = 0; r < RW; ++r) acc[t][r] = 0.0f;
+  int64_t i = lane;
+  for (; i + 32 * (kGemvUnroll - 1) < K8; i += 32 * kGemvUnroll) {
+    uint4 wv[kGemvUnroll][RW];  // every load of the iteration issued before any is used
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < RW; ++r) wv[u][r] = __ldg(w[r] + i + 32 * u);
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) gemv_fma<TT, RW, BF16>(wv[u], X, ldx, i + 32 * u, acc);
+  }
+  for (; i < K8; i += 32) {
+    uint4 wv[RW];
+#pragma unroll
+    for (int r = 0; r < RW; ++r) wv[r] = __ldg(w[r] + i);
+    gemv_fma<TT, RW, BF16>(wv, X, ldx, i, acc);
+  }
+#pragma unroll
+  for (int t = 0; t < TT; ++t)
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+      const float v = warp_sum(acc[t][r]);
+      const int64_t n = n0 + r;
+      if (lane == 0 && n < N) Y[t * ldy + n] = bias ? v + bias[n] : v;
+    }
+}
+
+template <bool BF16>
+void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
+                   float* Y, int64_t ldy, cudaStream_t s) {
+  constexpr int64_t rows_per_block = int64_t(kGemvWarps) * kGemvRows;
+  const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block);
+  const auto* w = static_cast<const uint4*>(W);
+  switch (T) {
+#define SLLM_GEMV_CASE(TT)                                                                                 \
+  case TT:                                                                                                 \
+    gemv16_kernel<TT, kGemvRows, BF16><<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, w, K, N, bias, Y, ldy);    \
+    break;
+    SLLM_GEMV_CASE(1)
+    SLLM_GEMV_CASE(2)
+    SLLM_GEMV_CASE(3)
+    SLLM_GEMV_CASE(4)
+    SLLM_GEMV_CASE(5)
+    SLLM_GEMV_CASE(6)
+    SLLM_GEMV_CASE(7)
+    SLLM_GEMV_CASE(8)
+#undef SLLM_GEMV_CASE
+    default: throw Error("cuda gemv16: T = " + std::to_string(T) + " outside 1.." + std::to_string(kGemvMaxT));
+  }
+  CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- decode attention ------------------------------------------------------------------------------------------
+
+constexpr int kDecWarps = 4;      // warps per block
+constexpr int kDecKeysPerIt = 4;  // keys a warp scores at once (loads in flight)
+constexpr int kMaxChunk = 256;    // keys per chunk (scores held in shared memory)
+
+__device__ __forceinline__ float kv_load(const float* p, int64_t i) { return __ldg(p + i); }
+__device__ __forceinline__ float kv_load(const __half* p, int64_t i) { return __half2float(p[i]); }
+
+// The admitted keys of stream token t (see the top of the file).
+struct KeySet {
+  int64_t n_sink, a0, n_keys, qpos;
+};
+
+__device__ __forceinline__ KeySet key_set(int64_t t, const cpu::AttnGeometry& g) {
+  const int64_t S = g.sinks, R = g.window;
+  KeySet k;
+  k.qpos = t < S + R ? t : S + R;
+  k.n_sink = S < t + 1 ? S : t + 1;
+  k.a0 = S > t - R ? S : t - R;
+  k.n_keys = k.n_sink + (t >= k.a0 ? t - k.a0 + 1 : 0);
+  return k;
+}
+
+// Scratch row of one (token, head, chunk): o[hd], then m, then l.
+__device__ __forceinline__ int64_t part_stride(int64_t hd) { return hd + 2; }
+
+// grid (splits, n_heads, T), block kDecWarps * 32. Dynamic shared memory: q_sink, q_abs (hd floats each), p
+// (chunk floats), slot (chunk ints).
+// part: (T, H, splits, hd + 2).
+template <class KT>
+__global__ void __launch_bounds__(kDecWarps * 32)
+    attn_decode_kernel(const float* __restrict__ q_abs, const float* __restrict__ q_sink, int64_t ld_q, int64_t t0_arg,
+                       const int64_t* __restrict__ t0_dev, const KT* __restrict__ kcache,
+                       const KT* __restrict__ vcache, cpu::AttnGeometry g, float scale,
+                       const float* __restrict__ alibi, int64_t chunk, float* __restrict__ part) {
+  extern __shared__ float smem[];
+  const int64_t H = g.n_heads, hd = g.head_dim, S = g.sinks;
+  const int64_t c = blockIdx.x, h = blockIdx.y, i = blockIdx.z;
+  const int64_t t = (t0_dev ? *t0_dev : t0_arg) + i;
+  const KeySet ks = key_set(t, g);
+  const int64_t j0 = c * chunk, j1 = min(j0 + chunk, ks.n_keys);
+  float* out = part + ((i * H + h) * int64_t(gridDim.x) + c) * part_stride(hd);
+  if (j0 >= j1) {  // nothing admitted in this chunk (yet)
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) out[d] = 0.0f;
+    if (threadIdx.x == 0) {
+      out[hd] = -INFINITY;
+      out[hd + 1] = 0.0f;
+    }
+    return;
+  }
+  const int64_t kvh = h / (H / g.n_kv_heads);
+  const KT* K = kcache + kvh * g.capacity * hd;
+  const KT* V = vcache + kvh * g.capacity * hd;
+  float* qs = smem;                                  // (hd)
+  float* qa = qs + hd;                               // (hd)
+  float* p = qa + hd;                                // (chunk) scores, then exp(score - m)
+  int* slot = reinterpret_cast<int*>(p + chunk);     // (chunk) cache slot of each key
+  __shared__ float red[kDecWarps];
+  __shared__ float bmax, bsum;
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    qs[d] = q_sink[i * ld_q + h * hd + d];
+    qa[d] = q_abs[i * ld_q + h * hd + d];
+  }
+  for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+    slot[j - j0] = int(j < ks.n_sink ? j : S + (ks.a0 + (j - ks.n_sink) - S) % g.ring);
+  __syncthreads();
+  const float slope = alibi ? alibi[h] : 0.0f;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // 1. Scores: a warp takes kDecKeysPerIt keys at a time (sinks with q_sink, stream tokens with q_abs).
+  for (int64_t jb = j0 + int64_t(warp) * kDecKeysPerIt; jb < j1; jb += int64_t(kDecWarps) * kDecKeysPerIt) {
+    float s[kDecKeysPerIt];
+#pragma unroll
+    for (int u = 0; u < kDecKeysPerIt; ++u) {
+      s[u] = 0.0f;
+      const int64_t j = jb + u;
+      if (j < j1) {
+        const float* q = j < ks.n_sink ? qs : qa;
+        const KT* kr = K + int64_t(slot[j - j0]) * hd;
+        for (int64_t d = lane; d < hd; d += 32) s[u] += q[d] * kv_load(kr, d);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kDecKeysPerIt; ++u) {
+      const float v = warp_sum(s[u]);
+      const int64_t j = jb + u;
+      if (lane == 0 && j < j1) {
+        // ALiBi distance: in-cache for a sink, true distance for a stream token.
+        const int64_t dist = j < ks.n_sink ? ks.qpos - j : t - (ks.a0 + (j - ks.n_sink));
+        p[j - j0] = v * scale - (alibi ? slope * float(dist) : 0.0f);
+      }
+    }
+  }
+  __syncthreads();
+  // 2. Chunk max and sum of exp(s - m).
+  const int64_t n = j1 - j0;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, p[j]);
+  mx = warp_max(mx);
+  if (lane == 0) red[warp] = mx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = red[0];
+    for (int w = 1; w < kDecWarps; ++w) m = fmaxf(m, red[w]);
+    bmax = m;
+  }
+  __syncthreads();
+  const float m = bmax;
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float e = expf(p[j] - m);
+    p[j] = e;
+    sum += e;
+  }
+  sum = warp_sum(sum);
+  __syncthreads();  // red is reused
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float l = 0.0f;
+    for (int w = 0; w < kDecWarps; ++w) l += red[w];
+    bsum = l;
+  }
+  // 3. o[d] = sum_j p_j V_j[d]: threads across head_dim, keys unrolled by 4 for loads in flight.
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t j = 0;
+    for (; j + 3 < n; j += 4) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) acc[u] += p[j + u] * kv_load(V + int64_t(slot[j + u]) * hd, d);
+    }
+    for (; j < n; ++j) acc[0] += p[j] * kv_load(V + int64_t(slot[j]) * hd, d);
+    out[d] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    out[hd] = m;
+    out[hd + 1] = bsum;
+  }
+}
+
+// grid (H, T), block 128. Merges the chunks of (token i, head h) with the extra logit; out: (T, H, hd).
+__global__ void attn_combine_kernel(const float* __restrict__ part, int64_t splits, int64_t H, int64_t hd,
+                                    const float* __restrict__ extra_logit, float* __restrict__ out) {
+  const int64_t h = blockIdx.x, i = blockIdx.y;
+  const float* P = part + (i * H + h) * splits * part_stride(hd);
+  float m = extra_logit ? extra_logit[h] : -INFINITY;
+  for (int64_t c = 0; c < splits; ++c) m = fmaxf(m, P[c * part_stride(hd) + hd]);
+  float l = extra_logit ? expf(extra_logit[h] - m) : 0.0f;
+  for (int64_t c = 0; c < splits; ++c) {
+    const float mc = P[c * part_stride(hd) + hd];
+    if (mc != -INFINITY) l += P[c * part_stride(hd) + hd + 1] * expf(mc - m);
+  }
+  const float inv = 1.0f / l;
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0.0f;
+    for (int64_t c = 0; c < splits; ++c) {
+      const float mc = P[c * part_stride(hd) + hd];
+      if (mc != -INFINITY) o += P[c * part_stride(hd) + d] * expf(mc - m);
+    }
+    out[(i * H + h) * hd + d] = o * inv;
+  }
+}
+
+}  // namespace
+
+// ---- launchers -----------------------------------------------------------------------------------------------
+
+bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt) {
+  return (wt == DType::F16 || wt == DType::BF16) && T >= 1 && T <= kGemvMaxT && K % 8 == 0 && ldx % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(X) % 16 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
+}
+
+void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+            const float* bias, float* Y, int64_t ldy, cudaStream_t s) {
+  if (N <= 0 || T <= 0) return;
+  if (wt == DType::BF16)
+    launch_gemv16<true>(X, T, K, ldx, W, N, bias, Y, ldy, s);
+  else
+    launch_gemv16<false>(X, T, K, ldx, W, N, bias, Y, ldy, s);
+}
+
+DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {
+  const int64_t max_keys = g.sinks + g.window + 1;  // admitted keys of any query, at most
+  const int64_t heads = std::max<int64_t>(1, T * g.n_heads);
+  // Enough blocks for ~4 per SM, chunks of at least 64 keys, at most kMaxChunk.
+  int64_t splits = std::max<int64_t>(1, (int64_t(4) * num_sms + heads - 1) / heads);
+  int64_t chunk = (max_keys + splits - 1) / splits;
+  chunk = std::min<int64_t>(kMaxChunk, std::max<int64_t>(64, (chunk + 31) / 32 * 32));
+  DecodePlan p;
+  p.chunk = chunk;
+  p.splits = (max_keys + chunk - 1) / chunk;
+  p.scratch_floats = size_t(std::max<int64_t>(T, 1)) * size_t(g.n_heads) * size_t(p.splits) *
+                     size_t(g.head_dim + 2);
+  return p;
+}
+
+void attention_decode(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
+                      const int64_t* t0_dev, const void* kcache, const void* vcache, const cpu::AttnGeometry& g,
+                      float scale, const float* alibi, const float* extra_logit, float* out,
+                      const DecodePlan& plan, float* scratch, cudaStream_t s) {
+  if (T <= 0 || g.n_heads <= 0) return;
+  const size_t smem = size_t(2 * g.head_dim + 2 * plan.chunk) * sizeof(float);
+  SLLM_CHECK(smem <= 48 * 1024, "cuda attention: head_dim " + std::to_string(g.head_dim) + " is too large");
+  const dim3 grid(unsigned(plan.splits), unsigned(g.n_heads), unsigned(T));
+  if (g.kv_f16)
+    attn_decode_kernel<__half><<<grid, kDecWarps * 32, smem, s>>>(
+        q_abs, q_sink, ld_q, t0, t0_dev, static_cast<const __half*>(kcache), static_cast<const __half*>(vcache), g,
+        scale, alibi, plan.chunk, scratch);
+  else
+    attn_decode_kernel<float><<<grid, kDecWarps * 32, smem, s>>>(
+        q_abs, q_sink, ld_q, t0, t0_dev, static_cast<const float*>(kcache), static_cast<const float*>(vcache), g,
+        scale, alibi, plan.chunk, scratch);
+  CUDA_CHECK(cudaGetLastError());
+  attn_combine_kernel<<<dim3(unsigned(g.n_heads), unsigned(T)), 128, 0, s>>>(scratch, plan.splits, g.n_heads,
+                                                                             g.head_dim, extra_logit, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace sllm::cuda

@@ -1,0 +1,138 @@
+// Tests for sampling on the CUDA device (kernels/cuda/sampling.cu) against sllm::sample_token, the host rule: the
+// device must pick exactly the host's id for the same row, parameters and u01 — no tolerance, since the kernel
+// reproduces the host's order (value desc, id asc) and its double sums operation for operation.
+//
+// Rows: fresh random logits at vocabulary sizes of real models, rows with many exact ties (quantised values, an
+// all-equal row, +0 / -0 mixed in), and a row with one huge maximum. Parameters: greedy, and temperature 0.8 with
+// top_k in {0, 1, 40, 1024} x top_p in {0.9, 1} x min_p in {0, 0.05}, each at u01 in {0, 0.3, 0.999999}. top_k = 0
+// over more than 1024 ids is outside the device's limits: the backend must say so (-1) and Sampler must still give
+// the host's answer by copying the row back.
+//
+// Every test skips at run time when no CUDA device is visible (a CUDA build on a machine without a GPU).
+#include <gtest/gtest.h>  // TEST_F, EXPECT_*, ASSERT_*, GTEST_SKIP, SCOPED_TRACE
+
+#include <cmath>    // std::round
+#include <cstdint>  // int64_t, int32_t
+#include <memory>   // std::unique_ptr
+#include <random>   // std::mt19937, std::normal_distribution, std::uniform_int_distribution
+#include <string>   // std::string, std::to_string
+#include <utility>  // std::pair
+#include <vector>   // std::vector
+
+#include "cuda/cuda_backend.h"  // cuda_device_count, make_cuda_backend, cuda_upload
+#include "ops/backend.h"        // Backend, SampleParams
+#include "runtime/stream.h"     // sample_token, Sampler, SamplerOptions
+
+namespace sllm {
+namespace {
+
+constexpr double kU01[] = {0.0, 0.3, 0.999999};
+
+// A row of logits uploaded to the device, released on scope exit.
+class DeviceRow {
+ public:
+  DeviceRow(Backend& be, const std::vector<float>& h) : be_(be), p_(static_cast<float*>(be.alloc(h.size() * 4))) {
+    cuda_upload(p_, h.data(), h.size() * 4);
+  }
+  DeviceRow(const DeviceRow&) = delete;
+  DeviceRow& operator=(const DeviceRow&) = delete;
+  ~DeviceRow() { be_.release(p_); }
+  const float* get() const { return p_; }
+
+ private:
+  Backend& be_;
+  float* p_;
+};
+
+struct Row {
+  std::string name;
+  std::vector<float> logits;
+};
+
+class CudaSamplingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
+    gpu_ = make_cuda_backend(0);
+  }
+
+  // The test rows of vocabulary size V.
+  std::vector<Row> rows(int64_t V) {
+    std::normal_distribution<float> n(0.0f, 3.0f);
+    std::uniform_int_distribution<int64_t> at(0, V - 1);
+    std::vector<Row> r;
+    std::vector<float> l(static_cast<size_t>(V));
+    for (float& x : l) x = n(rng_);
+    r.push_back({"random", l});
+    for (float& x : l) x = std::round(n(rng_) * 2.0f) / 2.0f;  // ~40 distinct values: ties everywhere
+    r.push_back({"quantised", l});
+    for (float& x : l) {  // +0 and -0 compare equal: ties by id, whatever the sign bit
+      const int64_t c = at(rng_) % 3;
+      x = c == 0 ? 0.0f : c == 1 ? -0.0f : -1.0f;
+    }
+    r.push_back({"signed zeros", l});
+    r.push_back({"all equal", std::vector<float>(size_t(V), 0.25f)});
+    for (float& x : l) x = n(rng_);
+    l[size_t(at(rng_))] = 1e4f;
+    r.push_back({"huge max", l});
+    return r;
+  }
+
+  std::unique_ptr<Backend> gpu_;
+  std::mt19937 rng_{20261127};
+};
+
+std::string describe(const SampleParams& p, double u01) {
+  return "T=" + std::to_string(p.temperature) + " top_k=" + std::to_string(p.top_k) +
+         " top_p=" + std::to_string(p.top_p) + " min_p=" + std::to_string(p.min_p) + " u01=" + std::to_string(u01);
+}
+
+// The parameter grid of the file comment (greedy first).
+std::vector<SampleParams> grid() {
+  std::vector<SampleParams> g = {{0.0f, 0, 1.0f, 0.0f}};
+  for (int64_t k : {0, 1, 40, 1024})
+    for (float top_p : {0.9f, 1.0f})
+      for (float min_p : {0.0f, 0.05f}) g.push_back({0.8f, k, top_p, min_p});
+  return g;
+}
+
+TEST_F(CudaSamplingTest, PicksTheHostsToken) {
+  std::vector<std::pair<float, int32_t>> scratch;
+  for (int64_t V : {1000, 32000, 50304, 151936}) {
+    for (const Row& row : rows(V)) {
+      const DeviceRow d(*gpu_, row.logits);
+      for (const SampleParams& p : grid()) {
+        for (double u01 : kU01) {
+          SCOPED_TRACE("V=" + std::to_string(V) + " " + row.name + " " + describe(p, u01));
+          const int32_t got = gpu_->sample(d.get(), V, p, u01);
+          if (p.temperature > 0 && p.top_k == 0 && V > 1024) {
+            EXPECT_EQ(got, -1);  // over the device's candidate limit
+            continue;
+          }
+          ASSERT_EQ(got, sample_token(row.logits.data(), V, p, u01, scratch));
+          if (p.temperature == 0) break;  // greedy ignores u01
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaSamplingTest, SamplerFallsBackToTheHostBeyondTheLimits) {
+  const int64_t V = 32000;
+  const std::vector<float> l = rows(V)[1].logits;  // quantised: ties decide the order
+  const DeviceRow d(*gpu_, l);
+  for (int64_t top_k : {0, 40}) {  // 0: all 32000 candidates, on the host; 40: on the device
+    SCOPED_TRACE("top_k=" + std::to_string(top_k));
+    SamplerOptions o;
+    o.temperature = 0.8f;
+    o.top_k = top_k;
+    o.top_p = 0.95f;
+    o.seed = 11;
+    EXPECT_EQ(gpu_->sample(d.get(), V, sample_params(o), 0.5) == -1, top_k == 0);
+    Sampler on_gpu(o), on_host(o);
+    for (int i = 0; i < 50; ++i) ASSERT_EQ(on_gpu.sample(*gpu_, d.get(), V), on_host.sample(l.data(), V)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace sllm
