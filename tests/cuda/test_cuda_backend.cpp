@@ -4,8 +4,9 @@
 //
 // Tolerances. linear: |y - ref| <= kLinearTol[wdtype] * (sum_k |x_k w_k| + |bias|), as in tests/test_matmul.cpp.
 // f32 weights: both sides are f32 GEMMs differing only in summation order (~sqrt(K) 2^-24 on random data), so
-// 1e-5 is tight. f16 / bf16 weights: the CUDA path rounds X to the weight dtype before the tensor-core GEMM,
-// which bounds the difference by 2^-11 (f16) / 2^-8 (bf16) times that sum: 1e-3 and 8e-3 leave a 2x margin.
+// 1e-5 is tight. f16 / bf16 weights: the cuBLAS path rounds X to the weight dtype before the tensor-core GEMM,
+// which bounds the difference by 2^-11 (f16) / 2^-8 (bf16) times that sum: 1e-3 and 8e-3 leave a 2x margin (the
+// GEMV path, T <= 8 with aligned rows, keeps X in f32 and is far inside them).
 // Other f32 ops: |y - ref| <= 1e-5 |ref| + 1e-5 rms(ref) (exp/erf/tanh differ by a few ulp between libm and
 // CUDA, reductions by their order). Data movement (embedding in every table dtype, add, clamp, copy_rows,
 // kv_store): exact.

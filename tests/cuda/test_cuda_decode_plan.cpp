@@ -1,0 +1,52 @@
+// The split-K decode attention's plan (kernels/cuda/decode.cu): host logic, so these run without a GPU too. The
+// plan must cover every key a query can admit (S + R + 1) with chunks that fit the kernel's shared memory, give
+// the card enough blocks, and depend on nothing that changes as the stream advances (a captured graph keeps it).
+#include <gtest/gtest.h>
+
+#include <cstdint>  // int64_t
+
+#include "cuda/cuda_common.cuh"  // cuda::decode_plan, cuda::DecodePlan
+
+namespace sllm {
+namespace {
+
+cpu::AttnGeometry geom(int64_t H, int64_t hd, int64_t S, int64_t R) {
+  cpu::AttnGeometry g;
+  g.n_heads = H;
+  g.n_kv_heads = H;
+  g.head_dim = hd;
+  g.sinks = S;
+  g.window = R;
+  g.ring = R + 1;
+  g.capacity = S + g.ring;
+  return g;
+}
+
+TEST(CudaDecodePlan, CoversEveryAdmittedKeyInBoundedChunks) {
+  for (int64_t H : {1, 12, 32, 64})
+    for (int64_t S : {0, 1, 4})
+      for (int64_t R : {1, 3, 63, 252, 1020, 4092, 100000})
+        for (int sms : {1, 132}) {
+          const cpu::AttnGeometry g = geom(H, 128, S, R);
+          const cuda::DecodePlan p = cuda::decode_plan(g, 1, sms);
+          const int64_t keys = S + R + 1;
+          SCOPED_TRACE(::testing::Message() << "H " << H << " S " << S << " R " << R << " SMs " << sms);
+          EXPECT_GE(p.chunk, 64);
+          EXPECT_LE(p.chunk, 256);  // the kernel's scores live in shared memory
+          EXPECT_EQ(p.chunk % 32, 0);
+          EXPECT_GE(p.splits * p.chunk, keys);         // every key is in some chunk
+          EXPECT_LT((p.splits - 1) * p.chunk, keys);   // and no chunk is always empty
+          EXPECT_EQ(p.scratch_floats, size_t(H * p.splits * (128 + 2)));
+        }
+}
+
+TEST(CudaDecodePlan, SpreadsAShortCacheOverTheCard) {
+  // 32 heads, 4+1020: ~4 blocks per SM of a 132-SM card, not 32 blocks.
+  const cuda::DecodePlan p = cuda::decode_plan(geom(32, 128, 4, 1020), 1, 132);
+  EXPECT_GE(32 * p.splits, 4 * 132 / 2);
+  // One SM: chunks as long as allowed.
+  EXPECT_EQ(cuda::decode_plan(geom(32, 128, 4, 1020), 1, 1).chunk, 256);
+}
+
+}  // namespace
+}  // namespace sllm
