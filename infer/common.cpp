@@ -26,7 +26,9 @@ bool parse_device_index(const std::string& s, int& out) {
 }  // namespace
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
-  app.add_option("-m,--model", a.model, "Model: a Hugging Face directory (config.json + safetensors), a .gguf or a streamllm .h5 file")->required();
+  app.add_option("-m,--model", a.model,
+                 "Model: a Hugging Face directory (config.json + safetensors), a .gguf or a streamllm .h5 file")
+      ->required();
   app.add_option("--dtype", a.dtype, "Store weights as f32, f16 or bf16 (default: as in the file)");
   app.add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own")
       ->check(CLI::ExistingFile);

@@ -33,6 +33,7 @@
 #include <string>     // std::to_string
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/device_util.cuh"  // warp_sum, warp_max
 
 namespace sllm::cuda {
 
@@ -55,14 +56,6 @@ __host__ __device__ constexpr int64_t pf_smem_floats(int hd) {
          int64_t(kBK) * hd;
 }
 
-__device__ __forceinline__ float pf_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float pf_warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 // One cache element, and four consecutive ones (p 8- or 16-byte aligned), as f32.
 __device__ __forceinline__ float kv_load1(const float* p) { return __ldg(p); }
@@ -238,7 +231,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         sc[r][c] = s;
         mx = fmaxf(mx, s);
       }
-      mx = pf_warp_max(mx);
+      mx = warp_max(mx);
       const float m_new = fmaxf(m[r], mx);
       const float ref = m_new == -INFINITY ? 0.0f : m_new;  // all masked so far: exp(-inf - 0) = 0, no NaN
       const float alpha = expf(m[r] - ref);                   // 0 while m[r] = -inf
@@ -282,7 +275,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float e = extra ? extra_logit[h] : 0.0f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const float lsum = pf_warp_sum(l[r]);
+    const float lsum = warp_sum(l[r]);
     if (r >= wrows) continue;  // warp-uniform
     float f = 1.0f, denom = lsum;
     if (extra) {

@@ -39,6 +39,33 @@ int as_int(int64_t v, const char* what) {
   return int(v);
 }
 
+// A device buffer reused across calls: grows (never shrinks) on demand. Growing waits for the stream, since queued
+// ops may still use the old buffer, and is refused inside a graph capture (the eager step before a capture sizes
+// every buffer the captured ops need).
+class GrowBuffer {
+ public:
+  GrowBuffer() = default;
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
+  ~GrowBuffer() { cudaFree(p_); }  // never throws
+
+  void* get(size_t bytes, cudaStream_t s, bool capturing, const char* what) {
+    if (bytes <= bytes_) return p_;
+    SLLM_CHECK(!capturing, std::string(what) + ": scratch must be sized by an eager step before a graph capture");
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    if (p_) CUDA_CHECK(cudaFree(p_));
+    p_ = nullptr;
+    bytes_ = 0;
+    CUDA_CHECK(cudaMalloc(&p_, bytes));
+    bytes_ = bytes;
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
@@ -69,9 +96,6 @@ class CudaBackend final : public Backend {
     // No throwing here: errors at teardown are ignored (the process may be unwinding from one).
     cudaStreamSynchronize(stream_);
     for (void* p : held_) cudaFree(p);
-    if (scratch_) cudaFree(scratch_);
-    if (attn_scratch_) cudaFree(attn_scratch_);
-    if (nll_buf_) cudaFree(nll_buf_);
     drop_graph();
     cublasDestroy(cublas_);
     cudaFree(cublas_ws_);
@@ -134,7 +158,7 @@ class CudaBackend final : public Backend {
                                 CUBLAS_GEMM_DEFAULT));
     } else {
       const cudaDataType dt = wt == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
-      void* Xh = scratch(size_t(T) * size_t(K) * 2);  // (T, K) contiguous in the weight dtype
+      void* Xh = x16_.get(size_t(T) * size_t(K) * 2, stream_, capturing_, "cuda linear");  // (T, K) contiguous
       cuda::convert_rows(X, T, K, ldx, wt, Xh, stream_);
       CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, W, dt, k, Xh, dt, k, &zero, Y,
                                 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -178,7 +202,8 @@ class CudaBackend final : public Backend {
       return;
     }
     const cuda::DecodePlan plan = cuda::decode_plan(g, T, num_sms_);
-    float* part = static_cast<float*>(attn_scratch(plan.scratch_floats * sizeof(float)));
+    float* part =
+        static_cast<float*>(attn_part_.get(plan.scratch_floats * sizeof(float), stream_, capturing_, "cuda attention"));
     cuda::attention_decode(qa, qs, ldq, T, t0, capturing_ ? t0_dev_ : nullptr, k, v, g, scale, alibi, extra, out,
                            plan, part, stream_);
   }
@@ -210,16 +235,9 @@ class CudaBackend final : public Backend {
   bool nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out) override {
     if (T <= 0) return true;
     const size_t tb = size_t(T) * sizeof(int32_t), ob = size_t(T) * sizeof(double);
-    if (tb + ob > nll_bytes_) {
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (nll_buf_) CUDA_CHECK(cudaFree(nll_buf_));
-      nll_buf_ = nullptr;
-      nll_bytes_ = 0;
-      CUDA_CHECK(cudaMalloc(&nll_buf_, tb + ob));
-      nll_bytes_ = tb + ob;
-    }
-    double* d_out = static_cast<double*>(nll_buf_);  // doubles first: aligned
-    auto* d_tg = reinterpret_cast<int32_t*>(static_cast<char*>(nll_buf_) + ob);
+    void* buf = nll_buf_.get(tb + ob, stream_, capturing_, "cuda nll");
+    double* d_out = static_cast<double*>(buf);  // doubles first: aligned
+    auto* d_tg = reinterpret_cast<int32_t*>(static_cast<char*>(buf) + ob);
     CUDA_CHECK(cudaMemcpyAsync(d_tg, targets, tb, cudaMemcpyHostToDevice, stream_));
     cuda::nll(logits, T, V, d_tg, d_out, stream_);
     CUDA_CHECK(cudaMemcpyAsync(out, d_out, ob, cudaMemcpyDeviceToHost, stream_));
@@ -269,46 +287,15 @@ class CudaBackend final : public Backend {
     graph_ = nullptr;
   }
 
-  // The decode attention's partials: grows outside a capture only (the eager step before a capture sizes it).
-  void* attn_scratch(size_t bytes) {
-    if (bytes > attn_scratch_bytes_) {
-      SLLM_CHECK(!capturing_, "cuda attention: scratch must be sized by an eager step before a graph capture");
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (attn_scratch_) CUDA_CHECK(cudaFree(attn_scratch_));
-      attn_scratch_ = nullptr;
-      attn_scratch_bytes_ = 0;
-      CUDA_CHECK(cudaMalloc(&attn_scratch_, bytes));
-      attn_scratch_bytes_ = bytes;
-    }
-    return attn_scratch_;
-  }
-
-  // A device buffer of at least `bytes`, reused across calls (grows, never shrinks).
-  void* scratch(size_t bytes) {
-    if (bytes > scratch_bytes_) {
-      SLLM_CHECK(!capturing_, "cuda linear: scratch must be sized by an eager step before a graph capture");
-      CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use by a queued GEMM
-      if (scratch_) CUDA_CHECK(cudaFree(scratch_));
-      scratch_ = nullptr;
-      scratch_bytes_ = 0;
-      CUDA_CHECK(cudaMalloc(&scratch_, bytes));
-      scratch_bytes_ = bytes;
-    }
-    return scratch_;
-  }
-
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   static constexpr size_t kCublasWorkspace = size_t(32) << 20;
   void* cublas_ws_ = nullptr;
   std::unordered_set<void*> held_;  // live allocations, freed by the destructor
-  void* scratch_ = nullptr;         // (T, K) 16-bit copy of a linear's X
-  size_t scratch_bytes_ = 0;
-  void* nll_buf_ = nullptr;         // nll(): targets and results
-  size_t nll_bytes_ = 0;
-  void* attn_scratch_ = nullptr;    // decode attention partials
-  size_t attn_scratch_bytes_ = 0;
+  GrowBuffer x16_;          // (T, K) 16-bit copy of a linear's X for the cuBLAS path
+  GrowBuffer attn_part_;    // decode attention partials
+  GrowBuffer nll_buf_;      // nll(): results, then targets
   int num_sms_ = 1;
   bool capturing_ = false;
   cudaGraph_t graph_ = nullptr;

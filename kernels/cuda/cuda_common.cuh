@@ -66,8 +66,9 @@ void add_bias(float* Y, const float* bias, int64_t T, int64_t N, int64_t ldy, cu
 void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, void* out, cudaStream_t s);
 // logits: (T, V); targets: (T) ids; out: (T) doubles, the negative log-likelihood of each target (token_nll).
 void nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out, cudaStream_t s);
-// The cache write, same contract as cpu::kv_store (cpu/kernels.h). kcache, vcache: f32, or IEEE half when g.kv_f16. t0_dev: when non-null, t0 is read from this device scalar
-// instead (a CUDA graph of the decode step replays with a new t0 without being re-captured).
+// The cache write, same contract as cpu::kv_store (cpu/kernels.h). kcache, vcache: f32, or IEEE half when
+// g.kv_f16. t0_dev: when non-null, t0 is read from this device scalar instead (a CUDA graph of the decode step
+// replays with a new t0 without being re-captured).
 void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
               const int64_t* t0_dev, void* kcache, void* vcache, const cpu::AttnGeometry& g, cudaStream_t s);
 

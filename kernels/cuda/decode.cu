@@ -4,7 +4,8 @@
 // GEMV. Y(T, N) = X(T, K) W(N, K)^T + bias for T <= kGemvMaxT, W in f16 or bf16 and X in f32. One warp per two
 // output rows: lanes stream the rows in 16-byte vectors (8 weights), eight vectors in flight per lane, multiply
 // them with the f32 X (read through L1 once for both rows: X is tiny and shared by every warp) and accumulate in
-// f32; a shuffle tree sums the lanes. Unlike the tensor-core path, X is never rounded to 16 bits, so the only error is f32 summation order.
+// f32; a shuffle tree sums the lanes. Unlike the tensor-core path, X is never rounded to 16 bits, so the only
+// error is f32 summation order.
 // Needs K % 8 == 0, 16-byte aligned W rows and X rows (checked by can_gemv16); anything else goes to cuBLAS.
 //
 // Decode attention. Query token t (t0 + i) attends its admitted keys in the CPU's order: sink slots
@@ -21,20 +22,11 @@
 #include <algorithm>  // std::min, std::max
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/device_util.cuh"  // warp_sum, warp_max
 
 namespace sllm::cuda {
 
 namespace {
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 // ---- GEMV ----------------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@
 #include <algorithm>  // std::min
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/device_util.cuh"  // warp_sum, warp_max
 
 namespace sllm::cuda {
 
@@ -25,11 +26,6 @@ constexpr int64_t kMaxBlocks = 1 << 16; // grid cap for grid-stride loops
 
 // Blocks for a grid-stride loop over n elements.
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Sum over the block (blockDim.x a multiple of 32); every thread gets the total. red: 32 floats of shared memory.
 __device__ float block_sum(float v, float* red) {
@@ -174,7 +170,7 @@ __global__ void nll_kernel(const float* __restrict__ logits, int64_t V, const in
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   float mx = -INFINITY;
   for (int64_t i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, row[i]);
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  mx = warp_max(mx);
   if (lane == 0) fred[warp] = mx;
   __syncthreads();
   mx = fred[0];
