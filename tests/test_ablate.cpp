@@ -7,7 +7,6 @@
 // The corpus is this repository's documentation encoded with the 256-symbol byte tokenizer (as in
 // test_trainer.cpp), so the test needs no download.
 #include <gtest/gtest.h>
-#include <omp.h>  // omp_get_max_threads, omp_set_num_threads
 
 #include <cmath>              // std::exp, std::isfinite
 #include <filesystem>         // std::filesystem
@@ -24,9 +23,9 @@
 #include "model/bundle.h"         // load_bundle
 #include "ops/backend.h"          // cpu_backend
 #include "runtime/stream.h"       // stream_nll
-#include "tokenizer/tokenizer.h"  // Tokenizer
 #include "train/ablate.h"         // run_ablation, load_ablate_config
-#include "train/token_data.h"     // write_token_shard, tokenizer_id, TokenShard
+#include "train/token_data.h"     // TokenShard
+#include "train_test_util.h"       // write_byte_corpus, OneThreadTest, slurp
 
 namespace sllm::train {
 namespace {
@@ -34,12 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kSrc = SLLM_SOURCE_DIR;
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testutil::slurp;
 
 std::string tmp(const std::string& name) {
   return (fs::temp_directory_path() / ("sllm_ablate_" + name + "_" + std::to_string(::getpid()))).string();
@@ -50,33 +44,13 @@ const std::string& data_dir() {
   static const std::string dir = [] {
     const std::string d = tmp("data");
     fs::remove_all(d);
-    fs::create_directories(d);
-    const std::string tok_json = slurp(kSrc + "/data/tokenizers/bytes/tokenizer.json");
-    const Tokenizer tok = Tokenizer::from_json_string(tok_json, "bytes");
-    std::string text;
-    for (const char* f : {"/README.md", "/docs/architecture.md", "/docs/format.md", "/docs/training.md"})
-      text += slurp(kSrc + f);
-    const std::vector<int32_t> ids = tok.encode(text);
-    const size_t cut = ids.size() * 9 / 10;
-    const uint64_t id = tokenizer_id(tok_json);
-    write_token_shard(d + "/train.bin", {ids.begin(), ids.begin() + std::ptrdiff_t(cut)}, tok.vocab_size(), id);
-    write_token_shard(d + "/val.bin", {ids.begin() + std::ptrdiff_t(cut), ids.end()}, tok.vocab_size(), id);
-    write_file_atomic(d + "/tokenizer.json", tok_json);
+    testutil::write_byte_corpus(d, {"/README.md", "/docs/architecture.md", "/docs/format.md", "/docs/training.md"});
     return d;
   }();
   return dir;
 }
 
-// Tiny models run on one thread (faster than two for them, immune to a busy machine); run_training sets the
-// thread count process-wide, so the fixture restores it.
-class Ablate : public ::testing::Test {
- protected:
-  void SetUp() override { threads_ = omp_get_max_threads(); }
-  void TearDown() override { omp_set_num_threads(threads_); }
-
- private:
-  int threads_ = 1;
-};
+using Ablate = testutil::OneThreadTest;
 
 AblateConfig tiny_grid(const std::string& out) {
   AblateConfig c;

@@ -4,23 +4,22 @@
 // The corpus is this repository's own documentation encoded with the 256-symbol byte tokenizer
 // (data/tokenizers/bytes), so the test needs no download and every machine sees the same tokens.
 #include <gtest/gtest.h>
-#include <omp.h>  // omp_get_max_threads, omp_set_num_threads
 
 #include <cmath>       // std::log
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ifstream
 #include <map>         // std::map
 #include <nlohmann/json.hpp>
-#include <sstream>  // std::stringstream
-#include <string>   // std::string
-#include <vector>   // std::vector
+#include <sstream>     // std::stringstream
+#include <string>      // std::string
+#include <vector>      // std::vector
 
 #include "core/error.h"           // Error
 #include "model/bundle.h"         // load_bundle
-#include "tokenizer/tokenizer.h"  // Tokenizer
 #include "train/checkpoint.h"     // list_checkpoints
-#include "train/token_data.h"     // write_token_shard, tokenizer_id, write_file_atomic
+#include "train/token_data.h"     // TokenShard
 #include "train/trainer.h"        // run_training
+#include "train_test_util.h"       // write_byte_corpus, OneThreadTest, slurp
 
 namespace sllm::train {
 namespace {
@@ -28,12 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kSrc = SLLM_SOURCE_DIR;
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testutil::slurp;
 
 // A data directory as `streamllm data` writes it: the docs as bytes, the last tenth held out.
 struct Corpus {
@@ -45,21 +39,8 @@ const Corpus& corpus() {
   static const Corpus c = [] {
     Corpus c;
     c.dir = (fs::temp_directory_path() / ("sllm_trainer_data_" + std::to_string(::getpid()))).string();
-    fs::create_directories(c.dir);
-    const std::string tok_json = slurp(kSrc + "/data/tokenizers/bytes/tokenizer.json");
-    const Tokenizer tok = Tokenizer::from_json_string(tok_json, "bytes");
-    std::string text;
-    for (const char* f : {"/README.md", "/docs/architecture.md", "/docs/format.md", "/docs/fuzzing.md",
-                          "/docs/benchmarks.md"})
-      text += slurp(kSrc + f);
-    const std::vector<int32_t> ids = tok.encode(text);
-    const size_t cut = ids.size() * 9 / 10;
-    c.train.assign(ids.begin(), ids.begin() + std::ptrdiff_t(cut));
-    const std::vector<int32_t> val(ids.begin() + std::ptrdiff_t(cut), ids.end());
-    const uint64_t id = tokenizer_id(tok_json);
-    write_token_shard(c.dir + "/train.bin", c.train, tok.vocab_size(), id);
-    write_token_shard(c.dir + "/val.bin", val, tok.vocab_size(), id);
-    write_file_atomic(c.dir + "/tokenizer.json", tok_json);
+    c.train = testutil::write_byte_corpus(
+        c.dir, {"/README.md", "/docs/architecture.md", "/docs/format.md", "/docs/fuzzing.md", "/docs/benchmarks.md"});
     return c;
   }();
   return c;
@@ -71,16 +52,7 @@ std::string fresh_dir(const std::string& name) {
   return p.string();
 }
 
-// These models are tiny: one thread is faster than two (and immune to a busy machine), so the runs use one and
-// the fixture restores the process's thread count afterwards (run_training sets it process-wide).
-class Trainer : public ::testing::Test {
- protected:
-  void SetUp() override { threads_ = omp_get_max_threads(); }
-  void TearDown() override { omp_set_num_threads(threads_); }
-
- private:
-  int threads_ = 1;
-};
+using Trainer = testutil::OneThreadTest;
 
 TrainOptions tiny(const std::string& out) {
   TrainOptions o;

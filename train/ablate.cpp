@@ -17,7 +17,6 @@
 
 #include <CLI/CLI.hpp>        // CLI::ConfigTOML (the TOML reader `streamllm train --config` uses)
 #include <algorithm>          // std::min, std::max, std::find
-#include <chrono>             // std::chrono
 #include <cmath>              // std::exp, std::sqrt, std::isfinite
 #include <cstdio>             // std::printf, std::snprintf, popen
 #include <ctime>              // std::time, std::gmtime, std::strftime
@@ -37,6 +36,7 @@
 #include "model/bundle.h"      // load_bundle
 #include "ops/backend.h"       // cpu_backend
 #include "train/checkpoint.h"  // list_checkpoints
+#include "train/clock.h"        // now_s, duration_str
 #include "train/plot.h"        // plot::Chart, plot::write_svg
 #include "train/token_data.h"  // TokenShard, write_file_atomic
 
@@ -50,17 +50,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string duration(double s) {
-  char b[32];
-  if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else std::snprintf(b, sizeof b, "%dm%02ds", int(s / 60), int(s) % 60);
-  return b;
-}
 
 std::string fmt(const char* f, double v) {
   char b[64];
@@ -658,7 +647,10 @@ std::string tables(const AblateConfig& c, const Grid& g, const std::vector<RunRe
         if (g.runs[ri].v.slug() == g.variants[vi].slug() && res[ri].evals[ki]) v.push_back(res[ri].evals[ki]->ppl);
       const bool part = !v.empty() && v.size() < c.seeds.size();
       partial |= part || v.empty();
-      t += " " + cell(v) + (part ? "*" : "") + " |";
+      // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on `" " + std::string&&` here.
+      t += ' ';
+      t += cell(v);
+      t += part ? "* |" : " |";
     }
     t += "\n";
   }
@@ -1004,7 +996,7 @@ class Eta {
       s += tasks[i].work * secs_[k] / work_[k];
     }
     if (unknown && !known) return "ETA ?";
-    return std::string("ETA ") + (unknown ? ">= " : "") + duration(s);
+    return std::string("ETA ") + (unknown ? ">= " : "") + duration_str(s);
   }
 
  private:
@@ -1076,7 +1068,7 @@ AblateSummary run_ablation(const AblateConfig& c) {
   auto header = [&](size_t ti) {
     return "[ablate " + std::to_string(ti + 1) + "/" + std::to_string(tasks.size()) + "] ";
   };
-  auto clock = [&](size_t ti) { return " | elapsed " + duration(now_s() - t0) + " | " + eta.left(tasks, ti); };
+  auto clock = [&](size_t ti) { return " | elapsed " + duration_str(now_s() - t0) + " | " + eta.left(tasks, ti); };
   std::printf("ablate %s: %zu runs x %zu caches, results in %s\n", c.name.c_str(), g.runs.size(), g.caches.size(),
               g.out.c_str());
   std::fflush(stdout);
@@ -1168,14 +1160,14 @@ AblateSummary run_ablation(const AblateConfig& c) {
     sum.seconds = now_s() - t0;
     std::printf("ablate: stopped after %s; the finished runs and evaluations are kept: rerun the same command to "
                 "continue\n",
-                duration(sum.seconds).c_str());
+                duration_str(sum.seconds).c_str());
     return sum;
   }
   write_outputs(c, g, res);
   sum.seconds = now_s() - t0;
   std::printf("ablate: done in %s: %d runs (%d trained, %d resumed, %d already done), %d evaluations (%d computed, %d "
               "cached); results in %s (table.md, results.csv, plots/)\n",
-              duration(sum.seconds).c_str(), sum.runs, sum.trained, sum.resumed, sum.skipped, sum.evals, sum.evaluated,
+              duration_str(sum.seconds).c_str(), sum.runs, sum.trained, sum.resumed, sum.skipped, sum.evals, sum.evaluated,
               sum.cached, g.out.c_str());
   std::fflush(stdout);
   return sum;

@@ -3,7 +3,6 @@
 
 #include <omp.h>  // omp_set_num_threads
 
-#include <chrono>             // std::chrono
 #include <cmath>              // std::isfinite, std::ceil
 #include <csignal>            // std::signal
 #include <cstdio>             // std::printf
@@ -18,6 +17,7 @@
 #include "formats/h5_model.h"    // save_h5
 #include "model/bundle.h"        // load_bundle
 #include "train/checkpoint.h"    // save_checkpoint, ...
+#include "train/clock.h"        // now_s, duration_str
 #include "train/optimizer.h"     // AdamW
 #include "train/rng.h"           // Rng
 #include "train/schedule.h"      // LrSchedule
@@ -144,17 +144,6 @@ void install_stop_handlers() {
 // ---- the run ------------------------------------------------------------------------------------------------------
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string eta(double s) {
-  char b[32];
-  if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else std::snprintf(b, sizeof b, "%dm%02ds", int(s / 60), int(s) % 60);
-  return b;
-}
 
 // Training samples: windows of seq_len + 1 text tokens (inputs and shifted targets), the sink tokens
 // prepended after cutting (targets -1 there: nothing predicts from or to a sink).
@@ -376,7 +365,7 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
     if (!o.quiet && (st.step % o.log_every == 0 || st.step == o.steps)) {
       std::printf("step %6lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s\n", (long long)st.step,
                   (long long)o.steps, loss, lr, norm, tokens_per_step / dt,
-                  eta(double(o.steps - st.step) * tokens_per_step / tps).c_str());
+                  duration_str(double(o.steps - st.step) * tokens_per_step / tps).c_str());
       std::fflush(stdout);
     }
     if (o.eval_every > 0 && st.step % o.eval_every == 0 && st.step < o.steps) {
