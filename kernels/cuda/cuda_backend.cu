@@ -208,6 +208,13 @@ class CudaBackend final : public Backend {
                            plan, part, stream_);
   }
 
+  void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                  int64_t t0, int64_t rot, bool inter, const float* cos, const float* sin, const float* cos_s,
+                  const float* sin_s, void* kc, void* vc, const cpu::AttnGeometry& g) override {
+    cuda::rope_store(q, ldq, qs, k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, rot, inter, cos, sin, cos_s,
+                     sin_s, kc, vc, g, stream_);
+  }
+
   void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc,
                 void* vc, const cpu::AttnGeometry& g) override {
     cuda::kv_store(k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, kc, vc, g, stream_);

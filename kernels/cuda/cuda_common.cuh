@@ -64,6 +64,12 @@ void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_
 void add_bias(float* Y, const float* bias, int64_t T, int64_t N, int64_t ldy, cudaStream_t s);
 // X: (T, K) f32 stride ldx -> out: (T, K) contiguous in `to` (F16 or BF16), round to nearest even.
 void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, void* out, cudaStream_t s);
+// Backend::rope_store as one kernel (k is rotated into the cache only: its buffer is left as it was); t0 from
+// t0_dev when non-null, as kv_store.
+void rope_store(float* q, int64_t ldq, float* qs, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                int64_t T, int64_t t0, const int64_t* t0_dev, int64_t rot_dims, bool interleaved, const float* cos,
+                const float* sin, const float* cos_s, const float* sin_s, void* kcache, void* vcache,
+                const cpu::AttnGeometry& g, cudaStream_t s);
 // logits: (T, V); targets: (T) ids; out: (T) doubles, the negative log-likelihood of each target (token_nll).
 void nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out, cudaStream_t s);
 // The cache write, same contract as cpu::kv_store (cpu/kernels.h). kcache, vcache: f32, or IEEE half when

@@ -213,6 +213,53 @@ __global__ void kv_store_kernel(const float* __restrict__ k, int64_t ldk, const 
   }
 }
 
+// grid (n_heads + n_kv_heads, T), block >= half and >= head_dim - rot threads (one per rotated pair / pass-through
+// element). Block (h < H, i): q's head h of token i rotated in place with (cos, sin), and when qs is non-null the
+// sink-rotated copy with (cos_s, sin_s). Block (H + j, i): kv head j of token i: k rotated with (cos, sin) straight
+// into its cache slot, v copied there. Each thread owns whole pairs, so the in-place rotation has no race.
+template <class KT>
+__global__ void rope_store_kernel(float* __restrict__ q, int64_t ldq, float* __restrict__ qs,
+                                  const float* __restrict__ k, int64_t ldk, const float* __restrict__ v, int64_t ldv,
+                                  int64_t t0_arg, const int64_t* __restrict__ t0_dev, int64_t half, bool interleaved,
+                                  const float* __restrict__ cos, const float* __restrict__ sin,
+                                  const float* __restrict__ cos_s, const float* __restrict__ sin_s,
+                                  KT* __restrict__ kcache, KT* __restrict__ vcache, cpu::AttnGeometry g) {
+  const int64_t H = g.n_heads, hd = g.head_dim, rot = 2 * half;
+  const int64_t i = blockIdx.y, h = blockIdx.x;
+  const int64_t p = threadIdx.x;  // pair p < half, pass-through element rot + p < hd
+  const int64_t ia = interleaved ? 2 * p : p, ib = interleaved ? 2 * p + 1 : p + half;
+  if (h < H) {
+    float* qr = q + i * ldq + h * hd;
+    float* sr = qs ? qs + i * ldq + h * hd : nullptr;
+    if (p < half) {
+      const float a = qr[ia], b = qr[ib];
+      const float c = cos[i * half + p], s = sin[i * half + p];
+      if (sr) {
+        const float cs = cos_s[i * half + p], ss = sin_s[i * half + p];
+        sr[ia] = a * cs - b * ss;
+        sr[ib] = b * cs + a * ss;
+      }
+      qr[ia] = a * c - b * s;
+      qr[ib] = b * c + a * s;
+    }
+    if (sr && rot + p < hd) sr[rot + p] = qr[rot + p];  // unrotated dims: never written above
+    return;
+  }
+  const int64_t j = h - H;
+  const int64_t t0 = t0_dev ? *t0_dev : t0_arg;
+  const int64_t dst = (j * g.capacity + cache_slot(t0 + i, g.sinks, g.ring)) * hd;
+  const float* kr = k + i * ldk + j * hd;
+  const float* vr = v + i * ldv + j * hd;
+  if (p < half) {
+    const float a = kr[ia], b = kr[ib];
+    const float c = cos[i * half + p], s = sin[i * half + p];
+    kv_put(kcache + dst + ia, a * c - b * s);
+    kv_put(kcache + dst + ib, b * c + a * s);
+  }
+  if (rot + p < hd) kv_put(kcache + dst + rot + p, kr[rot + p]);
+  for (int64_t d = p; d < hd; d += blockDim.x) kv_put(vcache + dst + d, vr[d]);
+}
+
 }  // namespace
 
 // ---- launchers -----------------------------------------------------------------------------------------------
@@ -279,6 +326,26 @@ void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, v
   if (T * K <= 0) return;
   convert_rows_kernel<<<grid_for(T * K), kThreads, 0, s>>>(X, T, K, ldx, to == DType::F16,
                                                            static_cast<uint16_t*>(out));
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void rope_store(float* q, int64_t ldq, float* qs, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                int64_t T, int64_t t0, const int64_t* t0_dev, int64_t rot_dims, bool interleaved, const float* cos,
+                const float* sin, const float* cos_s, const float* sin_s, void* kcache, void* vcache,
+                const cpu::AttnGeometry& g, cudaStream_t s) {
+  if (T <= 0) return;
+  const int64_t half = rot_dims / 2;
+  const int64_t need = std::max(half, g.head_dim - 2 * half);
+  const unsigned threads = unsigned(std::min<int64_t>(1024, std::max<int64_t>(32, (need + 31) / 32 * 32)));
+  const dim3 grid(unsigned(g.n_heads + g.n_kv_heads), unsigned(T));
+  if (g.kv_f16)
+    rope_store_kernel<__half><<<grid, threads, 0, s>>>(q, ldq, qs, k, ldk, v, ldv, t0, t0_dev, half, interleaved,
+                                                      cos, sin, cos_s, sin_s, static_cast<__half*>(kcache),
+                                                      static_cast<__half*>(vcache), g);
+  else
+    rope_store_kernel<float><<<grid, threads, 0, s>>>(q, ldq, qs, k, ldk, v, ldv, t0, t0_dev, half, interleaved,
+                                                     cos, sin, cos_s, sin_s, static_cast<float*>(kcache),
+                                                     static_cast<float*>(vcache), g);
   CUDA_CHECK(cudaGetLastError());
 }
 

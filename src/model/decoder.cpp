@@ -186,21 +186,18 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
       }
     }
   }
-  // 2. Positions: keys at their absolute position; the query twice (see kv_cache.h).
+  // 2. Positions (keys at their absolute position; the query twice, see kv_cache.h) and the cache write, one op;
+  //    then attention over sinks + window (the new tokens included).
   const float* q_sink = q;
   if (c.pos == PosKind::RoPE && c.rot_dims > 0) {
     const int64_t S = cache.geometry().sinks, R = cache.geometry().window, t0 = cache.n_past();
     const bool two = S > 0 && t0 + T - 1 > S + R;
-    if (two) {  // qs_ has the same row stride as q (it is sized for the widest, the fused [q | k | v] row)
-      be_.copy_rows(q, ldq, qs_, ldq, T, qd);
-      be_.rope(qs_, T, c.n_heads, hd, ldq, c.rot_dims, cos_s_d_, sin_s_d_, c.rope_interleaved);
-      q_sink = qs_;
-    }
-    be_.rope(q, T, c.n_heads, hd, ldq, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
-    be_.rope(k, T, c.n_kv_heads, hd, ldk, c.rot_dims, cos_d_, sin_d_, c.rope_interleaved);
+    if (two) q_sink = qs_;  // qs_ has q's row stride (it is sized for the widest, the fused [q | k | v] row)
+    be_.rope_store(q, ldq, two ? qs_ : nullptr, k, ldk, v, ldv, T, t0, c.rot_dims, c.rope_interleaved, cos_d_,
+                   sin_d_, cos_s_d_, sin_s_d_, cache.k(l), cache.v(l), cache.geometry());
+  } else {
+    be_.kv_store(k, ldk, v, ldv, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
   }
-  // 3. Cache write, then attention over sinks + window (the new tokens included).
-  be_.kv_store(k, ldk, v, ldv, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry());
   be_.attention(q, q_sink, ldq, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
                 alibi_d_, c.sink == SinkKind::SinkLogit ? L.sinks.as<float>() : zero_logit_d_, att_);
   be_.linear(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), proj_, D);

@@ -60,6 +60,25 @@ class Backend {
                          const float* alibi, const float* extra_logit, float* out) = 0;
   virtual void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
                         void* kcache, void* vcache, const cpu::AttnGeometry& g) = 0;
+  // The positions and cache write of one attention block, as one op (a device runs it as one kernel instead of
+  // five): when qs is non-null it receives a copy of q (row stride ldq) rotated with the in-cache tables
+  // cos_s/sin_s; q and k are rotated in place with the absolute tables cos/sin (first rot_dims of each head);
+  // then k and v are written to the cache slots of stream tokens t0..t0+T-1 (kv_store). q: (T, n_heads, hd),
+  // k, v: (T, n_kv_heads, hd). The default runs exactly those ops in that order (k's rotated values in its buffer
+  // included; a fused kernel may leave k unrotated there, since only the cache copy is read afterwards).
+  virtual void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv,
+                          int64_t T, int64_t t0, int64_t rot_dims, bool interleaved, const float* cos,
+                          const float* sin, const float* cos_s, const float* sin_s, void* kcache, void* vcache,
+                          const cpu::AttnGeometry& g) {
+    const int64_t H = g.n_heads, Hkv = g.n_kv_heads, hd = g.head_dim;
+    if (qs) {
+      copy_rows(q, ldq, qs, ldq, T, H * hd);
+      rope(qs, T, H, hd, ldq, rot_dims, cos_s, sin_s, interleaved);
+    }
+    rope(q, T, H, hd, ldq, rot_dims, cos, sin, interleaved);
+    rope(k, T, Hkv, hd, ldk, rot_dims, cos, sin, interleaved);
+    kv_store(k, ldk, v, ldv, T, t0, kcache, vcache, g);
+  }
   // Copies rows: dst[i*ld_dst .. +n] = src[i*ld_src .. +n] for i < rows.
   virtual void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
                          int64_t n) = 0;

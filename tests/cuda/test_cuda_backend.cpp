@@ -372,6 +372,107 @@ TEST_F(CudaBackendTest, KvStoreF16) {
   }
 }
 
+// rope_store: the CUDA backend's one kernel against the CPU backend's five ops (copy, three rotations, cache
+// write) on the same data: q rotated in place, the sink copy qs, and the cache's K (rotated) and V rows. Partial
+// and full rotary, both pair layouts, with and without the sink copy, GQA and MQA, f32 and f16 caches, a chunk
+// crossing the ring's wrap; untouched cache slots keep their random contents on both sides.
+TEST_F(CudaBackendTest, RopeStore) {
+  struct Case {
+    int64_t H, Hkv, hd, rot, T, t0;
+    bool inter, sink_copy, f16;
+  };
+  const Case cases[] = {
+      {8, 2, 64, 64, 5, 40, false, true, false},  {4, 4, 80, 20, 3, 0, true, false, false},
+      {6, 1, 128, 128, 1, 5000, false, true, true}, {4, 2, 64, 16, 7, 2, true, true, true},
+      {2, 2, 256, 64, 4, 1001, false, false, true},
+  };
+  for (const Case& c : cases) {
+    const std::string what = "rope_store H=" + std::to_string(c.H) + "/" + std::to_string(c.Hkv) +
+                             " hd=" + std::to_string(c.hd) + " rot=" + std::to_string(c.rot) +
+                             (c.inter ? " interleaved" : " neox") + (c.sink_copy ? " +qs" : "") +
+                             (c.f16 ? " f16" : " f32");
+    cpu::AttnGeometry g = geometry(c.H, c.Hkv, c.hd, 4, 24, c.T);
+    g.kv_f16 = c.f16;
+    const int64_t ldq = c.H * c.hd + 2 * c.Hkv * c.hd, ldk = ldq;  // views into a fused [q | k | v] row
+    std::vector<float> qkv = uniform(size_t(c.T * ldq));
+    std::vector<int64_t> pos(size_t(c.T)), spos(size_t(c.T));
+    for (int64_t i = 0; i < c.T; ++i) {
+      pos[size_t(i)] = 3000000 + c.t0 + i;
+      spos[size_t(i)] = std::min<int64_t>(c.t0 + i, 28);
+    }
+    const size_t half = size_t(c.T * c.rot / 2);
+    std::vector<float> cs(half), sn(half), cs_s(half), sn_s(half);
+    cpu::rope_tables(pos.data(), c.T, c.rot, 10000.0, cs.data(), sn.data());
+    cpu::rope_tables(spos.data(), c.T, c.rot, 10000.0, cs_s.data(), sn_s.data());
+    const size_t cache_n = size_t(g.n_kv_heads * g.capacity * g.head_dim);
+    const size_t es = c.f16 ? 2 : 4;
+    std::vector<uint8_t> kc(cache_n * es), vc(cache_n * es);
+    for (size_t i = 0; i < kc.size(); ++i) {
+      kc[i] = uint8_t(i * 2654435761u >> 24);
+      vc[i] = uint8_t(i * 40503u >> 8);
+    }
+    if (!c.f16)  // keep the f32 cache finite: random bytes could be NaN, which compares unequal to itself
+      for (size_t i = 0; i < cache_n; ++i) {
+        const float a = float(i % 97) * 0.01f, b = float(i % 89) * -0.01f;
+        std::memcpy(&kc[4 * i], &a, 4);
+        std::memcpy(&vc[4 * i], &b, 4);
+      }
+    std::vector<float> ref = qkv, ref_qs(size_t(c.T * ldq), kNaN);
+    std::vector<uint8_t> kref = kc, vref = vc;
+    float* q = ref.data();
+    cpu().rope_store(q, ldq, c.sink_copy ? ref_qs.data() : nullptr, q + c.H * c.hd, ldk,
+                     q + (c.H + c.Hkv) * c.hd, ldk, c.T, c.t0, c.rot, c.inter, cs.data(), sn.data(), cs_s.data(),
+                     sn_s.data(), kref.data(), vref.data(), g);
+
+    Dev dq = upload(gpu(), qkv), dqs = upload(gpu(), std::vector<float>(ref_qs.size(), kNaN));
+    Dev dc = upload(gpu(), cs), ds = upload(gpu(), sn), dcs = upload(gpu(), cs_s), dss = upload(gpu(), sn_s);
+    Dev dkc = upload(gpu(), kc), dvc = upload(gpu(), vc);
+    float* gq = dq.as<float>();
+    gpu().rope_store(gq, ldq, c.sink_copy ? dqs.as<float>() : nullptr, gq + c.H * c.hd, ldk,
+                     gq + (c.H + c.Hkv) * c.hd, ldk, c.T, c.t0, c.rot, c.inter, dc.as<float>(), ds.as<float>(),
+                     dcs.as<float>(), dss.as<float>(), dkc.get(), dvc.get(), g);
+    // q: compare the q part of each row (the CUDA kernel leaves k unrotated in its buffer; only the cache counts).
+    std::vector<float> got = download<float>(dq), gq_only, rq_only;
+    for (int64_t i = 0; i < c.T; ++i)
+      for (int64_t d = 0; d < c.H * c.hd; ++d) {
+        gq_only.push_back(got[size_t(i * ldq + d)]);
+        rq_only.push_back(ref[size_t(i * ldq + d)]);
+      }
+    expect_close(gq_only, rq_only, kF32Tol, what + " q");
+    if (c.sink_copy) {
+      std::vector<float> gs = download<float>(dqs), gs_only, rs_only;
+      for (int64_t i = 0; i < c.T; ++i)
+        for (int64_t d = 0; d < c.H * c.hd; ++d) {
+          gs_only.push_back(gs[size_t(i * ldq + d)]);
+          rs_only.push_back(ref_qs[size_t(i * ldq + d)]);
+        }
+      expect_close(gs_only, rs_only, kF32Tol, what + " qs");
+    }
+    if (c.f16) {  // rotated values rounded to half: equal, or one half-ulp apart when f32 rounding differs
+      const std::vector<uint16_t> gk = download<uint16_t>(dkc), gv = download<uint16_t>(dvc);
+      std::vector<float> gkf, rkf;
+      for (size_t i = 0; i < cache_n; ++i) {
+        uint16_t r;
+        std::memcpy(&r, &kref[2 * i], 2);
+        gkf.push_back(f16_to_f32(gk[i]));
+        rkf.push_back(f16_to_f32(r));
+      }
+      expect_close(gkf, rkf, Tol{1e-3, 0.0}, what + " K cache");
+      EXPECT_EQ(std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(gv.data()),
+                                     reinterpret_cast<const uint8_t*>(gv.data()) + vref.size()),
+                vref)
+          << what << " V cache";
+    } else {
+      std::vector<float> gk = download<float>(dkc), rk(cache_n);
+      std::memcpy(rk.data(), kref.data(), kref.size());
+      expect_close(gk, rk, kF32Tol, what + " K cache");
+      std::vector<float> gv = download<float>(dvc), rv(cache_n);
+      std::memcpy(rv.data(), vref.data(), vref.size());
+      expect_close(gv, rv, kExact, what + " V cache");
+    }
+  }
+}
+
 struct AttnCase {
   const char* name;
   int64_t H, Hkv, hd, S, R, T, t0;
