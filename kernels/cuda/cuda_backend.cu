@@ -146,7 +146,7 @@ class CudaBackend final : public Backend {
       return;
     }
     if (cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // decode-sized T: bandwidth-bound, f32 X, fused bias
-      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, stream_);
+      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, false, stream_);
       return;
     }
     const int m = as_int(N, "N"), n = as_int(T, "T"), k = as_int(K, "K");
@@ -164,6 +164,15 @@ class CudaBackend final : public Backend {
                                 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     if (bias) cuda::add_bias(Y, bias, T, N, ldy, stream_);
+  }
+
+  void linear_add(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+                  const float* bias, float* Y, int64_t ldy, float* tmp) override {
+    if (T > 0 && N > 0 && cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // the add in the GEMV's epilogue
+      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, true, stream_);
+      return;
+    }
+    Backend::linear_add(X, T, K, ldx, W, wt, N, bias, Y, ldy, tmp);
   }
 
   void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,

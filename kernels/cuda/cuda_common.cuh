@@ -84,9 +84,10 @@ void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t 
 constexpr int64_t kGemvMaxT = 8;
 // True when gemv16 takes this linear: a 16-bit weight, T <= kGemvMaxT, K % 8 == 0, 16-byte aligned rows.
 bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt);
-// Y(T, N) = X(T, K) W(N, K)^T + bias, f32 X and accumulation, W in F16 or BF16 (can_gemv16 must hold).
+// Y(T, N) = X(T, K) W(N, K)^T + bias (accumulate: Y += that), f32 X and accumulation, W in F16 or BF16
+// (can_gemv16 must hold).
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
-            const float* bias, float* Y, int64_t ldy, cudaStream_t s);
+            const float* bias, float* Y, int64_t ldy, bool accumulate, cudaStream_t s);
 
 // How the split-K decode attention cuts the key range of a cache geometry: `splits` chunks of `chunk` keys, and
 // the scratch it needs. Depends on the geometry, T and the SM count only (so a captured graph stays valid).

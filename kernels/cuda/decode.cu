@@ -73,7 +73,7 @@ constexpr int kGemvUnroll = 4;  // k-steps per iteration: kGemvRows * kGemvUnrol
 template <int TT, int RW, bool BF16>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv16_kernel(const float* __restrict__ X, int64_t ldx, const uint4* __restrict__ W, int64_t K, int64_t N,
-                  const float* __restrict__ bias, float* __restrict__ Y, int64_t ldy) {
+                  const float* __restrict__ bias, float* __restrict__ Y, int64_t ldy, bool accumulate) {
   const int lane = threadIdx.x & 31;
   const int64_t n0 = (int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5)) * RW;
   if (n0 >= N) return;
@@ -108,20 +108,24 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     for (int r = 0; r < RW; ++r) {
       const float v = warp_sum(acc[t][r]);
       const int64_t n = n0 + r;
-      if (lane == 0 && n < N) Y[t * ldy + n] = bias ? v + bias[n] : v;
+      if (lane == 0 && n < N) {
+        const float y = bias ? v + bias[n] : v;
+        Y[t * ldy + n] = accumulate ? Y[t * ldy + n] + y : y;  // y + (x.w + b), as linear then add
+      }
     }
 }
 
 template <bool BF16>
 void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
-                   float* Y, int64_t ldy, cudaStream_t s) {
+                   float* Y, int64_t ldy, bool accumulate, cudaStream_t s) {
   constexpr int64_t rows_per_block = int64_t(kGemvWarps) * kGemvRows;
   const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block);
   const auto* w = static_cast<const uint4*>(W);
   switch (T) {
 #define SLLM_GEMV_CASE(TT)                                                                                 \
   case TT:                                                                                                 \
-    gemv16_kernel<TT, kGemvRows, BF16><<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, w, K, N, bias, Y, ldy);    \
+    gemv16_kernel<TT, kGemvRows, BF16><<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, w, K, N, bias, Y, ldy,     \
+                                                                        accumulate);                        \
     break;
     SLLM_GEMV_CASE(1)
     SLLM_GEMV_CASE(2)
@@ -311,12 +315,12 @@ bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W
 }
 
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
-            const float* bias, float* Y, int64_t ldy, cudaStream_t s) {
+            const float* bias, float* Y, int64_t ldy, bool accumulate, cudaStream_t s) {
   if (N <= 0 || T <= 0) return;
   if (wt == DType::BF16)
-    launch_gemv16<true>(X, T, K, ldx, W, N, bias, Y, ldy, s);
+    launch_gemv16<true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
   else
-    launch_gemv16<false>(X, T, K, ldx, W, N, bias, Y, ldy, s);
+    launch_gemv16<false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
 }
 
 DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {

@@ -200,17 +200,17 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
   }
   be_.attention(q, q_sink, ldq, T, cache.n_past(), cache.k(l), cache.v(l), cache.geometry(), c.scale(),
                 alibi_d_, c.sink == SinkKind::SinkLogit ? L.sinks.as<float>() : zero_logit_d_, att_);
-  be_.linear(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), proj_, D);
+  be_.linear_add(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), x_, D, proj_);  // x += proj
 }
 
-void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, float* out) {
+void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T) {
   const ModelConfig& c = m_.cfg;
   const int64_t D = c.hidden, F = c.ffn;
   if (!fused_.empty() && !fused_[size_t(l)].gate_up.empty()) {  // one GEMM for [gate | up], rows 2F wide
     const Tensor& gu = fused_[size_t(l)].gate_up;
     be_.linear(xn, T, D, D, gu.data, gu.dtype, 2 * F, nullptr, h1_, 2 * F);
     be_.swiglu(h1_, 2 * F, h1_ + F, 2 * F, T, F, h2_);
-    be_.linear(h2_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), out, D);
+    be_.linear_add(h2_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), x_, D, mlp_);
     return;
   }
   if (c.mlp == MlpKind::SwiGLU) {
@@ -223,7 +223,7 @@ void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64
                                                                                            : ActOp::Relu,
                    h1_, T * F);
   }
-  be_.linear(h1_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), out, D);
+  be_.linear_add(h1_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), x_, D, mlp_);  // x += mlp
 }
 
 const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Logits mode) {
@@ -304,22 +304,20 @@ void Decoder::run_ops(const int32_t* ids_b, int64_t T, KVCache& cache, int64_t n
   const NormOp nop = c.norm == NormKind::RMSNorm ? NormOp::RMS : NormOp::Layer;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w_->layers[size_t(l)];
+    // Both blocks add their output into x_ (Backend::linear_add): x = (x + attn) + mlp.
     be_.norm(nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>(), c.norm_eps, T, D, xn_);
-    attention_block(L, l, xn_, T, cache);
-    if (c.parallel_residual) {
+    if (c.parallel_residual) {  // both blocks read the layer's input: its norms first, then the adds
       const float* mlp_in = xn_;
       if (!c.shared_norm) {
         be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn2_);
         mlp_in = xn2_;
       }
-      mlp_block(L, l, mlp_in, T, mlp_);
-      be_.add(x_, proj_, T * D);
-      be_.add(x_, mlp_, T * D);
+      attention_block(L, l, xn_, T, cache);
+      mlp_block(L, l, mlp_in, T);
     } else {
-      be_.add(x_, proj_, T * D);
+      attention_block(L, l, xn_, T, cache);
       be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn_);
-      mlp_block(L, l, xn_, T, mlp_);
-      be_.add(x_, mlp_, T * D);
+      mlp_block(L, l, xn_, T);
     }
   }
   if (n_logits == 0) return;

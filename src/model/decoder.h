@@ -45,7 +45,8 @@ class Decoder {
   float* buf(size_t n);
   void place_weights();
   void attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache);
-  void mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, float* out);
+  // The two blocks of a layer; each adds its output into the residual stream x_.
+  void mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T);
   // On a device: joins each layer's q/k/v projections into one [q | k | v] matrix and gate/up into [gate | up]
   // (one GEMM each instead of three and two: at decode every GEMM is one kernel with a fixed cost).
   void fuse_weights();
@@ -63,7 +64,7 @@ class Decoder {
   float *qkv_;               // (C, qkv_dim) fused projection output
   float *q_, *qs_, *k_, *v_; // (C, q_dim), (C, q_dim), (C, kv_dim), (C, kv_dim)
   float *att_;               // (C, q_dim)
-  float *proj_, *mlp_;       // (C, D)
+  float *proj_, *mlp_;       // (C, D) the blocks' outputs, where a backend without fused adds puts them
   float *h1_, *h2_;          // (C, F)
   float *logits_;            // (C, V)
   std::vector<float> cos_, sin_, cos_s_, sin_s_;  // (C, rot_dims/2) rope tables on the host: absolute / sink

@@ -46,6 +46,18 @@ class Backend {
   // Y(T,N) = X(T,K) W(N,K)^T + bias(N).  X row stride ldx, Y row stride ldy.
   virtual void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
                       const float* bias, float* Y, int64_t ldy) = 0;
+  // Y(T,N) += X W^T + bias: a projection added into the residual stream (a device fuses the add into its GEMV).
+  // tmp: (T, N) scratch, rows of N, that the default uses: linear into tmp, then add (the same sums in the same
+  // order as the fused form, y + (x.w + b), so both give identical bits).
+  virtual void linear_add(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+                          const float* bias, float* Y, int64_t ldy, float* tmp) {
+    linear(X, T, K, ldx, W, wt, N, bias, tmp, N);
+    if (ldy == N) {
+      add(Y, tmp, T * N);
+    } else {
+      for (int64_t t = 0; t < T; ++t) add(Y + t * ldy, tmp + t * N, N);
+    }
+  }
   virtual void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
                     float* y) = 0;
   virtual void rope(float* x, int64_t T, int64_t H, int64_t head_dim, int64_t ld, int64_t rot_dims,

@@ -204,6 +204,34 @@ TEST_F(CudaBackendTest, Linear) {
 
 // ---- norms, rope, activations ----------------------------------------------------------------------------------
 
+// linear_add: Y += X W^T + b, the residual add in the GEMV's epilogue on the CUDA path (T <= 8, aligned, 16-bit
+// weights) and linear + add otherwise; the CPU backend's default (linear into tmp, then add) is the reference.
+TEST_F(CudaBackendTest, LinearAdd) {
+  const int64_t K = 256, N = 96;
+  for (DType wt : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t T : {1, 3, 8, 12}) {
+      const std::string what = std::string("linear_add ") + dtype_name(wt) + " T=" + std::to_string(T);
+      const std::vector<float> X = uniform(size_t(T * K)), b = uniform(size_t(N)), Y0 = uniform(size_t(T * N));
+      const Encoded W = encode(uniform(size_t(N * K)), wt);
+      std::vector<float> ref = Y0, tmp(size_t(T * N), kNaN);
+      cpu().linear_add(X.data(), T, K, K, W.bytes.data(), wt, N, b.data(), ref.data(), N, tmp.data());
+      Dev dX = upload(gpu(), X), dW = upload(gpu(), W.bytes), db = upload(gpu(), b), dY = upload(gpu(), Y0);
+      Dev dtmp = upload(gpu(), std::vector<float>(tmp.size(), kNaN));
+      gpu().linear_add(dX.as<float>(), T, K, K, dW.get(), wt, N, db.as<float>(), dY.as<float>(), N,
+                       dtmp.as<float>());
+      std::vector<double> bound(ref.size());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t n = 0; n < N; ++n) {
+          double sum = std::fabs(double(b[size_t(n)]));
+          for (int64_t k = 0; k < K; ++k)
+            sum += std::fabs(double(X[size_t(t * K + k)]) * W.values[size_t(n * K + k)]);
+          bound[size_t(t * N + n)] = linear_tol(wt) * sum + 1e-6 * std::fabs(double(Y0[size_t(t * N + n)]));
+        }
+      expect_close(download<float>(dY), ref, bound, what);
+    }
+  }
+}
+
 TEST_F(CudaBackendTest, Norm) {
   const int64_t T = 4;
   for (int64_t D : {576, 1000}) {
