@@ -175,6 +175,15 @@ class CudaBackend final : public Backend {
     Backend::linear_add(X, T, K, ldx, W, wt, N, bias, Y, ldy, tmp);
   }
 
+  void linear_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
+                     float* out, float* tmp) override {
+    if (T > 0 && F > 0 && cuda::can_gemv16(X, T, K, ldx, Wgu, wt)) {
+      cuda::gemv16_swiglu(X, T, K, ldx, Wgu, wt, F, out, F, stream_);
+      return;
+    }
+    Backend::linear_swiglu(X, T, K, ldx, Wgu, wt, F, out, tmp);
+  }
+
   void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
             float* y) override {
     if (op == NormOp::RMS)

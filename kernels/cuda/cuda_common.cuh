@@ -88,6 +88,10 @@ bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W
 // (can_gemv16 must hold).
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
             const float* bias, float* Y, int64_t ldy, bool accumulate, cudaStream_t s);
+// out(T, F) = silu(X Wg^T) * (X Wu^T) with Wgu = [Wg | Wu], (2F, K) 16-bit (can_gemv16 must hold for it): the
+// SwiGLU MLP's first half in one kernel, bit-identical to gemv16 into (T, 2F) then swiglu.
+void gemv16_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
+                   float* out, int64_t ldo, cudaStream_t s);
 
 // How the split-K decode attention cuts the key range of a cache geometry: `splits` chunks of `chunk` keys, and
 // the scratch it needs. Depends on the geometry, T and the SM count only (so a captured graph stays valid).

@@ -68,19 +68,25 @@ constexpr int kGemvWarps = 4;   // warps per block
 constexpr int kGemvRows = 2;    // rows per warp: each X load serves both
 constexpr int kGemvUnroll = 4;  // k-steps per iteration: kGemvRows * kGemvUnroll 16-byte loads in flight per lane
 
-// grid ceil(N / (kGemvWarps * RW)), block kGemvWarps * 32. W: (N, K) 16-bit as uint4 vectors; X: (TT, K) f32
-// stride ldx. A warp computes rows n0 .. n0 + RW - 1 (rows past N repeat row N - 1 and are not written).
-template <int TT, int RW, bool BF16>
+// block kGemvWarps * 32. W: 16-bit rows as uint4 vectors; X: (TT, K) f32 stride ldx. Two forms:
+//   plain (grid ceil(N / (kGemvWarps * RW))): W is (N, K); a warp computes rows n0 .. n0 + RW - 1 (rows past N
+//     repeat row N - 1 and are not written) into Y (+ bias, added into Y when accumulate);
+//   SWIGLU (RW = 2, grid ceil(N / kGemvWarps)): W is [gate | up], (2N, K); warp n computes gate row n and up row
+//     n + N and writes silu(g) * u to Y[., n], the very expression of swiglu_kernel (the sums are the plain
+//     form's, so the result has the same bits as a GEMV into [gate | up] followed by swiglu).
+template <int TT, int RW, bool BF16, bool SWIGLU>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv16_kernel(const float* __restrict__ X, int64_t ldx, const uint4* __restrict__ W, int64_t K, int64_t N,
                   const float* __restrict__ bias, float* __restrict__ Y, int64_t ldy, bool accumulate) {
+  static_assert(!SWIGLU || RW == 2, "the SwiGLU form pairs a gate row with an up row");
   const int lane = threadIdx.x & 31;
-  const int64_t n0 = (int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5)) * RW;
+  const int64_t warp_id = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  const int64_t n0 = SWIGLU ? warp_id : warp_id * RW;
   if (n0 >= N) return;
   const int64_t K8 = K / 8;
   const uint4* w[RW];
 #pragma unroll
-  for (int r = 0; r < RW; ++r) w[r] = W + min(n0 + r, N - 1) * K8;
+  for (int r = 0; r < RW; ++r) w[r] = W + (SWIGLU ? n0 + r * N : min(n0 + r, N - 1)) * K8;
   float acc[TT][RW];
 #pragma unroll
   for (int t = 0; t < TT; ++t)
@@ -102,30 +108,38 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     for (int r = 0; r < RW; ++r) wv[r] = __ldg(w[r] + i);
     gemv_fma<TT, RW, BF16>(wv, X, ldx, i, acc);
   }
+  if constexpr (SWIGLU) {
 #pragma unroll
-  for (int t = 0; t < TT; ++t)
-#pragma unroll
-    for (int r = 0; r < RW; ++r) {
-      const float v = warp_sum(acc[t][r]);
-      const int64_t n = n0 + r;
-      if (lane == 0 && n < N) {
-        const float y = bias ? v + bias[n] : v;
-        Y[t * ldy + n] = accumulate ? Y[t * ldy + n] + y : y;  // y + (x.w + b), as linear then add
-      }
+    for (int t = 0; t < TT; ++t) {
+      const float g = warp_sum(acc[t][0]), u = warp_sum(acc[t][1]);
+      if (lane == 0) Y[t * ldy + n0] = g / (1.0f + expf(-g)) * u;
     }
+  } else {
+#pragma unroll
+    for (int t = 0; t < TT; ++t)
+#pragma unroll
+      for (int r = 0; r < RW; ++r) {
+        const float v = warp_sum(acc[t][r]);
+        const int64_t n = n0 + r;
+        if (lane == 0 && n < N) {
+          const float y = bias ? v + bias[n] : v;
+          Y[t * ldy + n] = accumulate ? Y[t * ldy + n] + y : y;  // y + (x.w + b), as linear then add
+        }
+      }
+  }
 }
 
-template <bool BF16>
+template <bool BF16, bool SWIGLU>
 void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
                    float* Y, int64_t ldy, bool accumulate, cudaStream_t s) {
-  constexpr int64_t rows_per_block = int64_t(kGemvWarps) * kGemvRows;
-  const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block);
+  const int64_t per_block = int64_t(kGemvWarps) * (SWIGLU ? 1 : kGemvRows);
+  const unsigned grid = unsigned((N + per_block - 1) / per_block);
   const auto* w = static_cast<const uint4*>(W);
   switch (T) {
 #define SLLM_GEMV_CASE(TT)                                                                                 \
   case TT:                                                                                                 \
-    gemv16_kernel<TT, kGemvRows, BF16><<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, w, K, N, bias, Y, ldy,     \
-                                                                        accumulate);                        \
+    gemv16_kernel<TT, kGemvRows, BF16, SWIGLU><<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, w, K, N, bias, Y,  \
+                                                                                ldy, accumulate);           \
     break;
     SLLM_GEMV_CASE(1)
     SLLM_GEMV_CASE(2)
@@ -318,9 +332,18 @@ void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DT
             const float* bias, float* Y, int64_t ldy, bool accumulate, cudaStream_t s) {
   if (N <= 0 || T <= 0) return;
   if (wt == DType::BF16)
-    launch_gemv16<true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
+    launch_gemv16<true, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
   else
-    launch_gemv16<false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
+    launch_gemv16<false, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
+}
+
+void gemv16_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
+                   float* out, int64_t ldo, cudaStream_t s) {
+  if (F <= 0 || T <= 0) return;
+  if (wt == DType::BF16)
+    launch_gemv16<true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s);
+  else
+    launch_gemv16<false, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s);
 }
 
 DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {

@@ -208,8 +208,7 @@ void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64
   const int64_t D = c.hidden, F = c.ffn;
   if (!fused_.empty() && !fused_[size_t(l)].gate_up.empty()) {  // one GEMM for [gate | up], rows 2F wide
     const Tensor& gu = fused_[size_t(l)].gate_up;
-    be_.linear(xn, T, D, D, gu.data, gu.dtype, 2 * F, nullptr, h1_, 2 * F);
-    be_.swiglu(h1_, 2 * F, h1_ + F, 2 * F, T, F, h2_);
+    be_.linear_swiglu(xn, T, D, D, gu.data, gu.dtype, F, h2_, h1_);
     be_.linear_add(h2_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), x_, D, mlp_);
     return;
   }

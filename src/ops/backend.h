@@ -58,6 +58,13 @@ class Backend {
       for (int64_t t = 0; t < T; ++t) add(Y + t * ldy, tmp + t * N, N);
     }
   }
+  // out(T, F) = silu(X Wg^T) * (X Wu^T), Wgu = [Wg | Wu] stored as one (2F, K) matrix: SwiGLU's first half
+  // (a device does it in one kernel). tmp: (T, 2F) scratch the default uses: linear into tmp, then swiglu.
+  virtual void linear_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt,
+                             int64_t F, float* out, float* tmp) {
+    linear(X, T, K, ldx, Wgu, wt, 2 * F, nullptr, tmp, 2 * F);
+    swiglu(tmp, 2 * F, tmp + F, 2 * F, T, F, out);
+  }
   virtual void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
                     float* y) = 0;
   virtual void rope(float* x, int64_t T, int64_t H, int64_t head_dim, int64_t ld, int64_t rot_dims,

@@ -232,6 +232,40 @@ TEST_F(CudaBackendTest, LinearAdd) {
   }
 }
 
+// linear_swiglu: silu(X Wg^T) * (X Wu^T) from one [gate | up] matrix, one kernel on the CUDA GEMV path, against the
+// CPU default (linear into (T, 2F), then swiglu). The bound carries the linear tolerance of g and u through
+// silu(g) * u (|silu'| <= 1.1).
+TEST_F(CudaBackendTest, LinearSwiglu) {
+  const int64_t K = 128, F = 72;
+  for (DType wt : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t T : {1, 4, 8, 11}) {
+      const std::string what = std::string("linear_swiglu ") + dtype_name(wt) + " T=" + std::to_string(T);
+      const std::vector<float> X = uniform(size_t(T * K), -2.0f, 2.0f);
+      const Encoded W = encode(uniform(size_t(2 * F * K)), wt);
+      std::vector<float> ref(size_t(T * F), kNaN), tmp(size_t(T * 2 * F), kNaN);
+      cpu().linear_swiglu(X.data(), T, K, K, W.bytes.data(), wt, F, ref.data(), tmp.data());
+      Dev dX = upload(gpu(), X), dW = upload(gpu(), W.bytes);
+      Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN)), dtmp = upload(gpu(), tmp);
+      gpu().linear_swiglu(dX.as<float>(), T, K, K, dW.get(), wt, F, dout.as<float>(), dtmp.as<float>());
+      std::vector<double> bound(ref.size());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t n = 0; n < F; ++n) {
+          double sg = 0, su = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double x = X[size_t(t * K + k)];
+            sg += std::fabs(x * W.values[size_t(n * K + k)]);
+            su += std::fabs(x * W.values[size_t((F + n) * K + k)]);
+          }
+          const double g = tmp[size_t(t * 2 * F + n)], u = tmp[size_t(t * 2 * F + F + n)];
+          const double silu = g / (1.0 + std::exp(-g));
+          bound[size_t(t * F + n)] = linear_tol(wt) * (1.1 * sg * std::fabs(u) + std::fabs(silu) * su) +
+                                     1e-6 * std::fabs(double(ref[size_t(t * F + n)]));
+        }
+      expect_close(download<float>(dout), ref, bound, what);
+    }
+  }
+}
+
 TEST_F(CudaBackendTest, Norm) {
   const int64_t T = 4;
   for (int64_t D : {576, 1000}) {
