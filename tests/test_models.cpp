@@ -88,6 +88,37 @@ TEST_P(Family, StreamingMatchesReference) {
   for (size_t i = 0; i < dense.size(); ++i) ASSERT_NEAR(r.nll[i], dense[i], 2e-4) << "dense token " << i + 1;
 }
 
+// The fused projections (what device backends run: [q | k | v] with a per-group QKV reordered, [gate | up] with
+// Backend::linear_swiglu, residual adds in linear_add) give the plain path's logits, prompt and per-token streaming
+// alike, across the ring's wrap and with the sink query's own rotation.
+TEST_P(Family, FusedProjectionsEqualPlain) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "stream_ids");
+  const int64_t V = m.cfg.vocab_size, n = int64_t(ids.size());
+  Decoder plain(m, cpu_backend(), 8, false), fused(m, cpu_backend(), 8, true);
+  KVCache cp(cpu_backend(), m.cfg, 2, 5, 8), cf(cpu_backend(), m.cfg, 2, 5, 8);
+  auto expect_same = [&](const float* a, const float* b, int64_t rows, const std::string& what) {
+    double err = 0, mag = 0;
+    for (int64_t i = 0; i < rows * V; ++i) {
+      err = std::max(err, double(std::fabs(a[i] - b[i])));
+      mag = std::max(mag, double(std::fabs(a[i])));
+    }
+    EXPECT_LE(err, 1e-5 * std::max(1.0, mag)) << what;
+  };
+  // A chunk of 8, then single tokens through the rest of the stream.
+  const float* lp = plain.forward(ids.data(), 8, cp, Logits::All);
+  const std::vector<float> pa(lp, lp + 8 * V);
+  const float* lf = fused.forward(ids.data(), 8, cf, Logits::All);
+  expect_same(pa.data(), lf, 8, "chunk of 8");
+  for (int64_t i = 8; i < n; ++i) {
+    const float* x = plain.forward(&ids[size_t(i)], 1, cp, Logits::Last);
+    const std::vector<float> px(x, x + V);
+    expect_same(px.data(), fused.forward(&ids[size_t(i)], 1, cf, Logits::Last), 1, "token " + std::to_string(i));
+  }
+}
+
 // A streaming cache whose window covers the whole stream is exactly dense.
 TEST_P(Family, LargeWindowEqualsDense) {
   const std::string dir = kDir + GetParam();

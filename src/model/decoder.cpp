@@ -9,15 +9,16 @@
 
 namespace sllm {
 
-Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be), C_(max_chunk) {
+Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk, std::optional<bool> fuse)
+    : m_(m), be_(be), C_(max_chunk) {
   if (max_chunk < 1) throw Error("decoder: max_chunk must be >= 1");
   const ModelConfig& c = m.cfg;
   const size_t C = size_t(max_chunk), D = size_t(c.hidden), F = size_t(c.ffn);
   x_ = buf(C * D);
   xn_ = buf(C * D);
   xn2_ = buf(C * D);
-  const bool device = !be_.host_memory();
-  qkv_ = c.qkv == QkvLayout::Separate && !device ? nullptr : buf(C * size_t(c.qkv_dim()));
+  const bool fused = fuse.value_or(!be_.host_memory());
+  qkv_ = c.qkv == QkvLayout::Separate && !fused ? nullptr : buf(C * size_t(c.qkv_dim()));
   q_ = buf(C * size_t(c.q_dim()));
   qs_ = buf(C * size_t(c.qkv_dim()));  // the sink query keeps q's row stride, up to a fused row's
   k_ = buf(C * size_t(c.kv_dim()));
@@ -25,7 +26,7 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
   att_ = buf(C * size_t(c.q_dim()));
   proj_ = buf(C * D);
   mlp_ = buf(C * D);
-  h1_ = buf(C * F * (c.mlp == MlpKind::SwiGLU && device ? 2 : 1));  // [gate | up] rows when fused
+  h1_ = buf(C * F * (c.mlp == MlpKind::SwiGLU && fused ? 2 : 1));  // [gate | up] rows when fused
   h2_ = c.mlp == MlpKind::SwiGLU ? buf(C * F) : nullptr;
   logits_ = buf(C * size_t(c.vocab_size));
   const size_t half = size_t(c.rot_dims / 2);
@@ -52,7 +53,6 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
       place_weights();
       w_ = &dw_;
     }
-    fuse_weights();
     cos_d_ = buf(C * half + 1);
     sin_d_ = buf(C * half + 1);
     cos_s_d_ = buf(C * half + 1);
@@ -71,6 +71,7 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk) : m_(m), be_(be
     }
     logits_host_.resize(C * size_t(c.vocab_size));
   }
+  if (fused) fuse_weights();
 }
 
 // Copies every weight into the backend's memory once (through the visitor, so names and shapes stay in one place).
@@ -96,33 +97,44 @@ void Decoder::place_weights() {
 void Decoder::fuse_weights() {
   const ModelConfig& c = m_.cfg;
   fused_.assign(size_t(c.n_layers), FusedLayer{});
-  // Rows of each part, in order, joined into one matrix of the parts' common dtype (no bias: a layer with q/k/v
-  // biases keeps its three GEMMs).
-  auto join = [&](std::initializer_list<const Tensor*> parts) -> Tensor {
+  // Rows of a matrix (or elements of a vector), gathered in order into one new tensor of the parts' dtype; a view
+  // without a copy when the pieces are already one block in that order (a resident model laid out so).
+  struct Piece {
+    const Tensor* t;
+    int64_t row0, rows;
+  };
+  auto gather = [&](const std::vector<Piece>& pieces) -> Tensor {
+    const Tensor& t0 = *pieces.front().t;
+    const bool vec = t0.shape.ndim == 1;
+    const int64_t width = vec ? 1 : c.hidden;
     int64_t rows = 0;
-    for (const Tensor* t : parts) {
-      if (t->empty() || t->dtype != (*parts.begin())->dtype || t->shape[1] != c.hidden) return Tensor{};
-      rows += t->shape[0];
+    for (const Piece& pc : pieces) {
+      if (pc.t->empty() || pc.t->dtype != t0.dtype || pc.t->shape.ndim != t0.shape.ndim ||
+          (!vec && pc.t->shape[1] != c.hidden))
+        return Tensor{};
+      rows += pc.rows;
     }
-    const DType dt = (*parts.begin())->dtype;
-    const size_t row_bytes = size_t(c.hidden) * dtype_size(dt);
-    bool adjacent = true;  // already one block in this order (a resident model laid out so): a view, no copy
-    const char* next = static_cast<const char*>((*parts.begin())->data);
-    for (const Tensor* t : parts) {
-      adjacent = adjacent && t->data == next;
-      next = static_cast<const char*>(t->data) + t->bytes();
+    const size_t row_bytes = size_t(width) * dtype_size(t0.dtype);
+    auto at = [&](const Piece& pc) { return static_cast<const char*>(pc.t->data) + size_t(pc.row0) * row_bytes; };
+    const Shape shape = vec ? Shape{rows} : Shape{rows, c.hidden};
+    bool adjacent = true;
+    const char* next = at(pieces.front());
+    for (const Piece& pc : pieces) {
+      adjacent = adjacent && at(pc) == next;
+      next = at(pc) + size_t(pc.rows) * row_bytes;
     }
-    if (adjacent) return Tensor{(*parts.begin())->data, dt, Shape{rows, c.hidden}};
+    if (adjacent) return Tensor{const_cast<char*>(at(pieces.front())), t0.dtype, shape};
     void* p = be_.alloc(size_t(rows) * row_bytes);
     allocs_.push_back(p);
     size_t off = 0;
-    for (const Tensor* t : parts) {
-      be_.copy(static_cast<char*>(p) + off, t->data, t->bytes());
-      off += t->bytes();
+    for (const Piece& pc : pieces) {
+      be_.copy(static_cast<char*>(p) + off, at(pc), size_t(pc.rows) * row_bytes);
+      off += size_t(pc.rows) * row_bytes;
     }
-    return Tensor{p, dt, Shape{rows, c.hidden}};
+    return Tensor{p, t0.dtype, shape};
   };
-  // Our own device copies of the parts are freed once joined (a resident model's belong to its owner).
+  auto whole = [](const Tensor& t) { return Piece{&t, 0, t.shape[0]}; };
+  // Our own copies of the parts are freed once gathered (a resident model's belong to its owner).
   auto drop = [&](std::initializer_list<Tensor*> parts) {
     if (w_ != &dw_) return;
     for (Tensor* t : parts) {
@@ -134,15 +146,31 @@ void Decoder::fuse_weights() {
       *t = Tensor{};
     }
   };
+  const int64_t hd = c.head_dim, gq = c.n_heads / c.n_kv_heads, gw = (gq + 2) * hd;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LayerWeights& L = const_cast<ModelWeights*>(w_)->layers[size_t(l)];
     FusedLayer& f = fused_[size_t(l)];
     if (c.qkv == QkvLayout::Separate && L.bq.empty() && L.bk.empty() && L.bv.empty()) {
-      f.qkv = join({&L.wq, &L.wk, &L.wv});
+      f.qkv = gather({whole(L.wq), whole(L.wk), whole(L.wv)});
       if (!f.qkv.empty() && f.qkv.data != L.wq.data) drop({&L.wq, &L.wk, &L.wv});
+    } else if (c.qkv == QkvLayout::Grouped) {
+      // Per-group [q x gq, k, v] rows reordered to [all q | all k | all v], so the projection's output is used
+      // through strided views instead of 3 copies per KV group (the bias likewise).
+      for (Tensor* src : {&L.wqkv, &L.bqkv}) {
+        if (src->empty()) continue;
+        std::vector<Piece> pieces;
+        for (int64_t g = 0; g < c.n_kv_heads; ++g) pieces.push_back({src, g * gw, gq * hd});
+        for (int64_t g = 0; g < c.n_kv_heads; ++g) pieces.push_back({src, g * gw + gq * hd, hd});
+        for (int64_t g = 0; g < c.n_kv_heads; ++g) pieces.push_back({src, g * gw + (gq + 1) * hd, hd});
+        (src == &L.wqkv ? f.qkv : f.bqkv) = gather(pieces);
+      }
+      if (!f.qkv.empty() && f.qkv.data != L.wqkv.data) {
+        if (!f.bqkv.empty() && f.bqkv.data != L.bqkv.data) drop({&L.bqkv});
+        drop({&L.wqkv});
+      }
     }
     if (c.mlp == MlpKind::SwiGLU) {
-      f.gate_up = join({&L.w_gate, &L.w_up});
+      f.gate_up = gather({whole(L.w_gate), whole(L.w_up)});
       if (!f.gate_up.empty() && f.gate_up.data != L.w_gate.data) drop({&L.w_gate, &L.w_up});
     }
   }
@@ -166,15 +194,17 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
   //    [q | k | v] when the weights are fused or Blocked, contiguous copies for the Grouped layout.
   float *q = q_, *k = k_, *v = v_;
   int64_t ldq = qd, ldk = kvd, ldv = kvd;
-  const Tensor& fused = !fused_.empty() && !fused_[size_t(l)].qkv.empty() ? fused_[size_t(l)].qkv : L.wqkv;
-  if (c.qkv == QkvLayout::Separate && fused.empty()) {
+  const bool have_fused = !fused_.empty() && !fused_[size_t(l)].qkv.empty();  // in [q | k | v] order
+  const Tensor& fused = have_fused ? fused_[size_t(l)].qkv : L.wqkv;
+  const Tensor& fused_b = have_fused ? fused_[size_t(l)].bqkv : L.bqkv;
+  if (c.qkv == QkvLayout::Separate && !have_fused) {
     be_.linear(xn, T, D, D, L.wq.data, L.wq.dtype, qd, L.bq.as<float>(), q_, qd);
     be_.linear(xn, T, D, D, L.wk.data, L.wk.dtype, kvd, L.bk.as<float>(), k_, kvd);
     be_.linear(xn, T, D, D, L.wv.data, L.wv.dtype, kvd, L.bv.as<float>(), v_, kvd);
   } else {
-    be_.linear(xn, T, D, D, fused.data, fused.dtype, W, L.bqkv.as<float>(), qkv_, W);
+    be_.linear(xn, T, D, D, fused.data, fused.dtype, W, fused_b.as<float>(), qkv_, W);
     if (c.clip_qkv > 0) be_.clamp(qkv_, T * W, -c.clip_qkv, c.clip_qkv);
-    if (c.qkv != QkvLayout::Grouped) {  // [all q | all k | all v]: strided views, no copies
+    if (have_fused || c.qkv == QkvLayout::Blocked) {  // [all q | all k | all v]: strided views, no copies
       q = qkv_, k = qkv_ + qd, v = qkv_ + qd + kvd;
       ldq = ldk = ldv = W;
     } else {  // Grouped: per kv group [q x gq, k, v]

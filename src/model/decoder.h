@@ -1,7 +1,8 @@
 // streamllm: the decoder forward pass — written once, for every family, against the Backend interface.
 #pragma once
-#include <cstdint>  // int64_t, int32_t
-#include <vector>   // std::vector
+#include <cstdint>   // int64_t, int32_t
+#include <optional>  // std::optional
+#include <vector>    // std::vector
 
 #include "model/model.h"       // Model
 #include "ops/backend.h"       // Backend
@@ -17,7 +18,11 @@ enum class Logits : uint8_t { None, Last, All, LastOnDevice, AllOnDevice };
 class Decoder {
  public:
   // max_chunk: the most tokens one forward() call takes (workspace is sized for it once).
-  Decoder(const Model& m, Backend& be, int64_t max_chunk);
+  // fuse: join each layer's projections into one GEMM each (q/k/v into [q | k | v], a GPT-NeoX / Falcon fused
+  // QKV reordered from per-group to that order, gate/up into [gate | up]); default: on device backends, where
+  // the weights are copied anyway and each GEMM of a decode step is a kernel with a fixed cost. On the CPU it
+  // costs a copy of those matrices (the tests use it there to check the fused path against the plain one).
+  Decoder(const Model& m, Backend& be, int64_t max_chunk, std::optional<bool> fuse = std::nullopt);
   ~Decoder();
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
@@ -47,8 +52,8 @@ class Decoder {
   void attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache);
   // The two blocks of a layer; each adds its output into the residual stream x_.
   void mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T);
-  // On a device: joins each layer's q/k/v projections into one [q | k | v] matrix and gate/up into [gate | up]
-  // (one GEMM each instead of three and two: at decode every GEMM is one kernel with a fixed cost).
+  // Joins each layer's q/k/v projections into one [q | k | v] matrix (reordering a per-group fused QKV to that
+  // order) and gate/up into [gate | up] (see the constructor's `fuse`).
   void fuse_weights();
   // Every op of one forward call after the uploads: embedding, the layers, and (when n_logits > 0) the final norm
   // and LM head over the last n_logits tokens into logits_.
@@ -74,9 +79,10 @@ class Decoder {
   ModelWeights dw_;             // device copies of every weight (non-host backends)
   struct FusedLayer {
     Tensor qkv;      // (q_dim + 2 kv_dim, D): [wq | wk | wv] rows, or empty
+    Tensor bqkv;     // (q_dim + 2 kv_dim): the bias in [q | k | v] order, or empty
     Tensor gate_up;  // (2 F, D): [w_gate | w_up] rows, or empty
   };
-  std::vector<FusedLayer> fused_;  // per layer (device backends only; empty on the CPU)
+  std::vector<FusedLayer> fused_;  // per layer when fusing, else empty
   float *cos_d_, *sin_d_, *cos_s_d_, *sin_s_d_;  // (C, rot_dims/2) each
   int32_t* ids_d_ = nullptr;    // (C) token ids
   const float* alibi_d_ = nullptr;  // (n_heads) slopes
