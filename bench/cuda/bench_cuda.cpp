@@ -230,17 +230,19 @@ int run(int argc, char** argv) {
     int64_t R;
     double graph, eager, at10k, at100k;
     size_t mem;
+    int64_t nodes;
   };
   std::vector<Row> rows;
   for (int64_t R : windows) {
     Decoder dec(m, *be, C);
     KVCache cache(*be, cfg, S, R, C, kv);
     prefill(dec, cache, S + R + 8, C, cfg.vocab_size);  // full: every later step does the same work
-    Row r{R, 0, 0, 0, 0, 0};
+    Row r{R, 0, 0, 0, 0, 0, 0};
     dec.set_graphs(false);
     r.eager = decode_time(dec, cache, n_timed, 4, cfg.vocab_size);
     dec.set_graphs(true);
     r.graph = decode_time(dec, cache, n_timed, 4, cfg.vocab_size);
+    r.nodes = dec.graph_nodes();
     cache.advance(10000 - cache.n_past());
     r.at10k = decode_time(dec, cache, n_timed, 4, cfg.vocab_size);
     cache.advance(100000 - cache.n_past());
@@ -250,12 +252,13 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "decode 4+%lld done\n", (long long)R);
   }
   std::printf("## Decode, batch 1 (ms per token, logits copied to the host each step)\n\n");
-  std::printf("| cache | graph | no graph | floor | graph speed vs floor | at 10K | at 100K | device memory |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf("| cache | graph | no graph | floor | graph speed vs floor | at 10K | at 100K | device memory | "
+              "graph nodes |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows)
-    std::printf("| 4+%lld | %.3f | %.3f | %.3f | %.1f%% | %.3f | %.3f | %.2f GB |\n", (long long)r.R, r.graph * 1e3,
-                r.eager * 1e3, floor_s * 1e3, 100.0 * floor_s / r.graph, r.at10k * 1e3, r.at100k * 1e3,
-                double(r.mem) / 1e9);
+    std::printf("| 4+%lld | %.3f | %.3f | %.3f | %.1f%% | %.3f | %.3f | %.2f GB | %lld |\n", (long long)r.R,
+                r.graph * 1e3, r.eager * 1e3, floor_s * 1e3, 100.0 * floor_s / r.graph, r.at10k * 1e3, r.at100k * 1e3,
+                double(r.mem) / 1e9, (long long)r.nodes);
   std::printf("\n(at 10K / 100K: the stream moved there with KVCache::advance after a real prefill; see the top of "
               "bench/bench_cuda.cpp)\n\n");
 

@@ -279,25 +279,33 @@ class CudaBackend final : public Backend {
     capturing_ = true;
   }
 
-  void graph_end(bool keep) override {
+  uint64_t graph_end(bool keep) override {
     SLLM_CHECK(capturing_, "cuda graph_end: not capturing");
     capturing_ = false;
     const cudaError_t e = cudaStreamEndCapture(stream_, &graph_);
     if (!keep) {  // abandoning a capture that failed half-way: the error that stopped it is what gets reported
       cudaGetLastError();
       drop_graph();
-      return;
+      return 0;
     }
     CUDA_CHECK(e);
     CUDA_CHECK(cudaGraphInstantiate(&graph_exec_, graph_, 0));
+    size_t n = 0;
+    CUDA_CHECK(cudaGraphGetNodes(graph_, nullptr, &n));
+    graph_nodes_ = int64_t(n);
+    graph_id_ = ++graphs_made_;
+    return graph_id_;
   }
 
-  void graph_launch(int64_t t0) override {
-    SLLM_CHECK(graph_exec_ != nullptr, "cuda graph_launch: no graph was captured");
+  int64_t graph_nodes() const override { return graph_exec_ ? graph_nodes_ : 0; }
+
+  bool graph_launch(uint64_t id, int64_t t0) override {
+    if (graph_exec_ == nullptr || id != graph_id_) return false;
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // the previous replay's copy of *t0_host_ has been read
     *t0_host_ = t0;
     CUDA_CHECK(cudaMemcpyAsync(t0_dev_, t0_host_, sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
     CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+    return true;
   }
 
  private:
@@ -310,6 +318,7 @@ class CudaBackend final : public Backend {
     if (graph_) cudaGraphDestroy(graph_);
     graph_exec_ = nullptr;
     graph_ = nullptr;
+    graph_id_ = 0;
   }
 
   int device_;
@@ -325,6 +334,9 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t graph_exec_ = nullptr;
+  int64_t graph_nodes_ = 0;
+  uint64_t graph_id_ = 0;     // id of the current graph (0: none)
+  uint64_t graphs_made_ = 0;  // ids handed out so far
   int64_t* t0_dev_ = nullptr;   // the t0 that captured kv_store / attention read
   int64_t* t0_host_ = nullptr;  // pinned staging for it
   int32_t* sample_out_ = nullptr;  // (1) the id sample() picked, from alloc()

@@ -298,11 +298,10 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
   // its own rotation (S > 0: t0 > S + R; without sinks it never changes): then it can be a graph.
   const bool steady = T == 1 && be_.has_graphs() && graphs_ && (S == 0 || t0 > S + R);
   const GraphKey key{cache.id(), n_logits > 0};
-  if (steady && graph_ready_ && graph_key_ == key) {
-    be_.graph_launch(t0);
+  if (steady && graph_id_ != 0 && graph_key_ == key && be_.graph_launch(graph_id_, t0)) {
     ++graph_replays_;
   } else if (steady && warm_key_ == key) {  // the second steady step: capture, then replay it
-    graph_ready_ = false;
+    graph_id_ = 0;
     be_.graph_begin();
     try {
       run_ops(ids_b, T, cache, n_logits);
@@ -310,12 +309,12 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
       be_.graph_end(false);
       throw;
     }
-    be_.graph_end(true);
-    graph_ready_ = true;
+    graph_id_ = be_.graph_end(true);
     graph_key_ = key;
-    be_.graph_launch(t0);
+    if (!be_.graph_launch(graph_id_, t0)) throw Error("decoder: the decode graph just captured did not launch");
     ++graph_replays_;
-  } else {  // eager; a first steady step also sizes every scratch buffer the capture will need
+  } else {  // eager; a first steady step also sizes every scratch buffer the capture will need. A graph that
+            // another decoder on the same backend replaced lands here too, and is captured again next step.
     run_ops(ids_b, T, cache, n_logits);
     warm_key_ = steady ? key : GraphKey{};
   }

@@ -41,6 +41,8 @@ class Decoder {
   void set_graphs(bool on) { graphs_ = on; }
   // Decode steps replayed from a graph so far.
   int64_t graph_replays() const { return graph_replays_; }
+  // Kernels and copies in the captured decode step (0 before a capture, or without graphs).
+  int64_t graph_nodes() const { return graph_id_ != 0 ? be_.graph_nodes() : 0; }
 
   const Model& model() const { return m_; }
   int64_t max_chunk() const { return C_; }
@@ -96,7 +98,7 @@ class Decoder {
     bool operator==(const GraphKey&) const = default;
   };
   bool graphs_ = true;
-  bool graph_ready_ = false;
+  uint64_t graph_id_ = 0;  // the backend's id of our captured step (0: none)
   GraphKey graph_key_, warm_key_;
   int64_t graph_replays_ = 0;
 };

@@ -104,15 +104,26 @@ class Backend {
   virtual void clamp(float* x, int64_t n, float lo, float hi) = 0;
 
   // CUDA graphs of the decode step (a backend that has them overrides these; the defaults mean "no graphs").
-  // Between graph_begin() and graph_end() the ops are recorded, not run, into the backend's one graph; kv_store and
-  // attention recorded there read their t0 at replay time from the value given to graph_launch(t0), so one
-  // capture of a steady-state decode step replays for every later position of the stream. Pointers and shapes
-  // are baked in: the caller re-captures (graph_begin again) whenever they change. graph_end(false) abandons a
-  // capture (after an error half-way through it).
+  // Between graph_begin() and graph_end() the ops are recorded, not run, into the backend's one graph; kv_store,
+  // rope_store and attention recorded there read their t0 at replay time from the value given to graph_launch, so
+  // one capture of a steady-state decode step replays for every later position of the stream. Pointers and shapes
+  // are baked in: the caller re-captures whenever they change. graph_end(true) returns the graph's id (never 0);
+  // graph_end(false) abandons a capture (after an error half-way through it) and returns 0. graph_launch(id, t0)
+  // replays graph `id` and returns true, or returns false without running anything when the backend's graph is no
+  // longer that one (another user of the backend captured since): the caller then runs the ops itself.
   virtual bool has_graphs() const { return false; }
   virtual void graph_begin() {}
-  virtual void graph_end(bool keep) { (void)keep; }
-  virtual void graph_launch(int64_t t0) { (void)t0; }
+  virtual uint64_t graph_end(bool keep) {
+    (void)keep;
+    return 0;
+  }
+  virtual bool graph_launch(uint64_t id, int64_t t0) {
+    (void)id;
+    (void)t0;
+    return false;
+  }
+  // Nodes (kernels and copies) of the current graph; 0 when there is none.
+  virtual int64_t graph_nodes() const { return 0; }
 
   // Negative log-likelihoods for perplexity: out_host[i] = token_nll(row i of logits, V, targets_host[i]) for T
   // rows of V logits in this backend's memory (log-sum-exp in double), so only T numbers cross to the host.

@@ -81,15 +81,22 @@ TEST(CudaDecoderGraph, ReplayEqualsEagerAndCpu) {
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919 + 3) % V);
   for (DType kv : {DType::F32, DType::F16}) {
     SCOPED_TRACE(dtype_name(kv));
-    Decoder eager(m, *be, 1), graph(m, *be, 1), host(m, cpu_backend(), 1);
+    // `other` shares the backend (and so its one graph) with `graph` and steps in lockstep in pass 1: each replaces
+    // the other's graph, so every launch finds a stranger's graph and captures its own again.
+    Decoder eager(m, *be, 1), graph(m, *be, 1), host(m, cpu_backend(), 1), other(m, *be, 1);
     eager.set_graphs(false);
     for (int pass = 0; pass < 2; ++pass) {  // pass 1: fresh caches, the graph must be re-captured
       KVCache ce(*be, m.cfg, S, R, 1, kv), cg(*be, m.cfg, S, R, 1, kv), ch(cpu_backend(), m.cfg, S, R, 1, kv);
+      KVCache co(*be, m.cfg, S, R, 1, kv);
       for (int64_t i = 0; i < n; ++i) {
         const float* le = eager.forward(&ids[size_t(i)], 1, ce, Logits::Last);
         const std::vector<float> a(le, le + V);
         const float* lg = graph.forward(&ids[size_t(i)], 1, cg, Logits::Last);
         const std::vector<float> b(lg, lg + V);
+        if (pass == 1) {
+          const float* lo = other.forward(&ids[size_t(i)], 1, co, Logits::Last);
+          ASSERT_EQ(a, std::vector<float>(lo, lo + V)) << "shared backend, token " << i;
+        }
         const float* lh = host.forward(&ids[size_t(i)], 1, ch, Logits::Last);
         ASSERT_EQ(a, b) << "pass " << pass << " token " << i;
         double err = 0;
@@ -99,7 +106,11 @@ TEST(CudaDecoderGraph, ReplayEqualsEagerAndCpu) {
     }
     EXPECT_EQ(eager.graph_replays(), 0);
     // Steps n - (S + R + 1) of each pass are steady; the first of them runs eagerly, the rest replay.
+    // Steps n - (S + R + 1) of each pass are steady; the first runs eagerly, the rest replay (in pass 1 each of
+    // them first finds `other`'s graph and captures its own again, in the same step).
     EXPECT_EQ(graph.graph_replays(), 2 * (n - (S + R + 1) - 1));
+    EXPECT_GE(graph.graph_nodes(), 1 + 5 * m.cfg.n_layers);  // at least embedding + a few kernels per layer
+    EXPECT_EQ(eager.graph_nodes(), 0);
   }
 }
 
