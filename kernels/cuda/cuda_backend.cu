@@ -68,7 +68,7 @@ class GrowBuffer {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  CudaBackend(int device, bool fused_ops) : device_(device), fused_ops_(fused_ops) {
     CUDA_CHECK(cudaSetDevice(device_));
     CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy default stream (cuda_upload)
     try {
@@ -168,7 +168,7 @@ class CudaBackend final : public Backend {
 
   void linear_add(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
                   const float* bias, float* Y, int64_t ldy, float* tmp) override {
-    if (T > 0 && N > 0 && cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // the add in the GEMV's epilogue
+    if (fused_ops_ && T > 0 && N > 0 && cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // the add in the GEMV epilogue
       cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, true, stream_);
       return;
     }
@@ -177,7 +177,7 @@ class CudaBackend final : public Backend {
 
   void linear_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
                      float* out, float* tmp) override {
-    if (T > 0 && F > 0 && cuda::can_gemv16(X, T, K, ldx, Wgu, wt)) {
+    if (fused_ops_ && T > 0 && F > 0 && cuda::can_gemv16(X, T, K, ldx, Wgu, wt)) {
       cuda::gemv16_swiglu(X, T, K, ldx, Wgu, wt, F, out, F, stream_);
       return;
     }
@@ -229,6 +229,10 @@ class CudaBackend final : public Backend {
   void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
                   int64_t t0, int64_t rot, bool inter, const float* cos, const float* sin, const float* cos_s,
                   const float* sin_s, void* kc, void* vc, const cpu::AttnGeometry& g) override {
+    if (!fused_ops_) {
+      Backend::rope_store(q, ldq, qs, k, ldk, v, ldv, T, t0, rot, inter, cos, sin, cos_s, sin_s, kc, vc, g);
+      return;
+    }
     cuda::rope_store(q, ldq, qs, k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, rot, inter, cos, sin, cos_s,
                      sin_s, kc, vc, g, stream_);
   }
@@ -322,6 +326,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  bool fused_ops_;  // rope_store / linear_add / linear_swiglu as one kernel each (else Backend's defaults)
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   static constexpr size_t kCublasWorkspace = size_t(32) << 20;
@@ -353,13 +358,13 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device) {
+std::unique_ptr<Backend> make_cuda_backend(int device, bool fused_ops) {
   const int n = cuda_device_count();
   if (n == 0) throw Error("cuda backend: no CUDA device is visible (cudaGetDeviceCount reports none)");
   if (device < 0 || device >= n)
     throw Error("cuda backend: device " + std::to_string(device) + " does not exist (" + std::to_string(n) +
                 " visible)");
-  return std::make_unique<CudaBackend>(device);
+  return std::make_unique<CudaBackend>(device, fused_ops);
 }
 
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes) {

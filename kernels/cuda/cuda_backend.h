@@ -19,8 +19,10 @@ namespace sllm {
 int cuda_device_count();
 
 // A CUDA backend on device `device` (it becomes the calling thread's current device). Throws sllm::Error when
-// there is no such device or the CUDA runtime / cuBLAS cannot start on it.
-std::unique_ptr<Backend> make_cuda_backend(int device = 0);
+// there is no such device or the CUDA runtime / cuBLAS cannot start on it. fused_ops = false runs rope_store,
+// linear_add and linear_swiglu as their plain ops (Backend's defaults) instead of one kernel each: the same
+// results up to f32 rounding, for measuring what the fused kernels save (bench_cuda) and as a fallback.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fused_ops = true);
 
 // Blocking copies between host memory and device memory (from a CUDA backend's alloc()). Throw sllm::Error.
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes);
