@@ -38,6 +38,7 @@
 #include <string>     // std::string
 #include <vector>     // std::vector
 
+#include "core/error.h"           // Error
 #include "cpu/kernels.h"          // rope_tables
 #include "cpu/train_kernels.h"    // the kernels under test
 #include "model/config.h"         // ModelConfig
@@ -526,6 +527,58 @@ TEST_P(TrainGradModel, MeanLossGradient) {
   // Every tensor has a non-negligible gradient somewhere in its sample, bar at most one (a fluke of the sample).
   EXPECT_LE(tiny_tensors, 1) << mc.name << ":\n" << report.str();
   if (std::getenv("SLLM_GRAD_VERBOSE")) std::printf("%s (mean loss %.4f)\n%s", mc.name, mean, report.str().c_str());
+}
+
+// The attention-sink diagnostic recomputes softmax probabilities from the saved q, k and log-sum-exp: every row
+// sums to 1 over its keys (plain softmax; with an extra logit to 1 minus the extra's share, in [0, 1]; within
+// 1e-3: the f32 scores of scaled-up weights are large, and only the dot products' summation order differs), and
+// first_token_attention is the mean of those rows' key-0 entries. Weights are scaled up so attention is far
+// from uniform (a wrong q, k or lse index then breaks the sums).
+TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
+  const ModelCase& mc = GetParam();
+  const ModelConfig cfg = tiny_config(mc);
+  auto be = make_cpu_train_backend();
+  TrainModel m(cfg, *be);
+  EXPECT_THROW(m.first_token_attention(0), Error);
+  m.init({91});
+  std::vector<float> p(static_cast<size_t>(m.n_floats()));
+  be->download(p.data(), m.params(), p.size());
+  for (float& x : p) x *= 8.0f;  // peaked attention
+  be->upload(m.params(), p.data(), p.size());
+  m.params_changed();
+  const int64_t B = 2, T = 7, V = cfg.vocab_size;
+  Rng rng(5 + mc.seed);
+  std::vector<int32_t> ids(static_cast<size_t>(B * T)), tgt(static_cast<size_t>(B * T), -1);
+  for (auto& id : ids) id = int32_t(rng.below(uint64_t(V)));
+  int64_t n = 0;
+  m.forward_loss(ids.data(), tgt.data(), B, T, &n);
+  const std::vector<double> first = m.first_token_attention(2);
+  ASSERT_EQ(int64_t(first.size()), cfg.n_layers);
+  bool peaked = false;
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    double mean0 = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < cfg.n_heads; ++h)
+        for (int64_t t = 0; t < T; ++t) {
+          double row = 0, mx = 0;
+          for (int64_t j = 0; j <= t; ++j) {
+            const double pj = m.attention_probability(l, b, h, t, j);
+            row += pj;
+            mx = std::max(mx, pj);
+          }
+          if (cfg.has_extra_logit()) {
+            EXPECT_GE(row, 0.0);  // the extra logit may take all of it
+            EXPECT_LT(row, 1.0 + 1e-3);
+          } else {
+            EXPECT_NEAR(row, 1.0, 1e-3) << "layer " << l << " row " << b << " head " << h << " query " << t;
+          }
+          if (t >= 2) mean0 += m.attention_probability(l, b, h, t, 0);
+          peaked |= t >= 2 && mx > 0.9;
+        }
+    EXPECT_NEAR(first[size_t(l)], mean0 / double(B * cfg.n_heads * (T - 2)), 1e-9) << "layer " << l;
+  }
+  EXPECT_TRUE(peaked) << "the scaled weights should make some attention rows nearly one-hot";
+  EXPECT_THROW(m.attention_probability(0, 0, 0, 1, 2), Error);  // a key after its query
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBlocksAndSinks, TrainGradModel, ::testing::ValuesIn(kModels),

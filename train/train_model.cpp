@@ -1,8 +1,9 @@
 // The trainable decoder: parameter layout, initialisation, forward and backward (see train_model.h).
 #include "train/train_model.h"
 
-#include <cmath>    // std::sqrt
-#include <cstring>  // std::memcpy
+#include <algorithm>  // std::max, std::min
+#include <cmath>      // std::sqrt, std::exp
+#include <cstring>    // std::memcpy
 
 #include "core/error.h"     // Error
 #include "cpu/kernels.h"    // rope_tables
@@ -396,6 +397,54 @@ double TrainModel::forward_backward(const int32_t* ids, const int32_t* targets, 
 
 double TrainModel::forward_loss(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int64_t* n_scored) {
   return forward(ids, targets, B, T, false, 0.0f, n_scored);
+}
+
+namespace {
+// exp(scale * q . k - lse): one softmax probability, recomputed as the attention kernel computes it (an f32
+// score; only the summation order of the dot product may differ).
+double prob(const float* q, const float* k, int64_t hd, float scale, float lse) {
+  float s = 0;
+  for (int64_t d = 0; d < hd; ++d) s += q[d] * k[d];
+  return std::exp(double(scale * s) - double(lse));
+}
+}  // namespace
+
+double TrainModel::attention_probability(int64_t layer, int64_t b, int64_t h, int64_t t, int64_t j) const {
+  const ModelConfig& c = cfg_;
+  if (!acts_) throw Error("attention_probability: no forward pass yet");
+  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+  SLLM_CHECK(layer >= 0 && layer < c.n_layers && b >= 0 && b < B && h >= 0 && h < H && j >= 0 && j <= t && t < T,
+             "attention_probability: index out of range");
+  const Acts::L& S = acts_->layers[size_t(layer)];
+  std::vector<float> q(static_cast<size_t>(hd)), k(static_cast<size_t>(hd));
+  float lse = 0;
+  be_.download(q.data(), S.q.get() + ((b * T + t) * H + h) * hd, size_t(hd));
+  be_.download(k.data(), S.k.get() + ((b * T + j) * KV + h / (H / KV)) * hd, size_t(hd));
+  be_.download(&lse, S.lse.get() + (b * H + h) * T + t, 1);
+  return prob(q.data(), k.data(), hd, c.scale(), lse);
+}
+
+std::vector<double> TrainModel::first_token_attention(int64_t from) const {
+  const ModelConfig& c = cfg_;
+  if (!acts_) throw Error("first_token_attention: no forward pass yet");
+  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+  from = std::max<int64_t>(0, std::min(from, T - 1));
+  std::vector<float> q(size_t(B * T * H * hd)), k(size_t(B * T * KV * hd)), lse(size_t(B * H * T));
+  std::vector<double> out;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const Acts::L& S = acts_->layers[size_t(l)];
+    be_.download(q.data(), S.q.get(), q.size());
+    be_.download(k.data(), S.k.get(), k.size());
+    be_.download(lse.data(), S.lse.get(), lse.size());
+    double sum = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = from; t < T; ++t)
+          sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t((b * T * KV + h / (H / KV)) * hd)], hd,
+                      c.scale(), lse[size_t((b * H + h) * T + t)]);
+    out.push_back(sum / double(B * H * (T - from)));
+  }
+  return out;
 }
 
 double TrainModel::flops_per_step(int64_t B, int64_t T) const {

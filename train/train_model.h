@@ -71,6 +71,13 @@ class TrainModel {
   // Forward only: the summed loss and the number of scored positions.
   double forward_loss(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int64_t* n_scored);
 
+  // The attention sink, measured (the paper's Fig. 2), from the q, k and log-sum-exp the last forward saved:
+  // attention_probability(l, b, h, t, j) is p(query t -> key j) of head h in layer l for row b (j <= t), and
+  // first_token_attention(from)[l] is p(t -> 0) averaged over the rows, the heads and the queries t >= from of
+  // layer l (uniform attention would give the mean of 1 / (t + 1)). Both throw before any forward.
+  double attention_probability(int64_t layer, int64_t b, int64_t h, int64_t t, int64_t j) const;
+  std::vector<double> first_token_attention(int64_t from) const;
+
   // FLOPs of one forward+backward over B x T tokens (matrix products 6 per multiply-add pair of each weight
   // per token, plus causal attention: 6 * 2 * T/2 * head_dim per head per token per layer).
   double flops_per_step(int64_t B, int64_t T) const;
