@@ -55,5 +55,6 @@ void register_convert(CLI::App& app);
 void register_data(CLI::App& app);  // data, tokenizer train (train/cmd_data.cpp)
 void register_train(CLI::App& app);  // train (train/cmd_train.cpp)
 void register_ablate(CLI::App& app);  // ablate (train/cmd_ablate.cpp)
+void register_sinks(CLI::App& app);   // sinks (train/cmd_sinks.cpp)
 
 }  // namespace sllm::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   sllm::cli::register_data(app);
   sllm::cli::register_train(app);
   sllm::cli::register_ablate(app);
+  sllm::cli::register_sinks(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
