@@ -9,7 +9,7 @@
 #include "core/error.h"           // Error
 #include "formats/mapped_file.h"  // read_text_file
 #ifdef SLLM_HAVE_CUDA
-#include "cuda/cuda_backend.h"  // make_cuda_backend
+#include <dlfcn.h>  // dlopen, dlsym, dlerror
 #endif
 
 namespace sllm::cli {
@@ -51,7 +51,16 @@ Backend& backend_for(const ModelArgs& a) {
   static std::unique_ptr<Backend> cuda;
   static int cuda_index = -1;
   if (!cuda) {
-    cuda = make_cuda_backend(index);
+    // The backend lives in libsllm_cuda.so beside this executable (kernels/cuda/plugin.cpp), loaded only now.
+    const std::string lib = (fs::read_symlink("/proc/self/exe").parent_path() / "libsllm_cuda.so").string();
+    void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) throw Error("--device " + a.device + ": cannot load the CUDA backend: " + dlerror());
+    using Make = Backend* (*)(int, bool, char*, size_t);
+    auto make = reinterpret_cast<Make>(dlsym(h, "sllm_cuda_plugin_make"));
+    if (!make) throw Error("--device " + a.device + ": " + lib + " has no sllm_cuda_plugin_make");
+    char err[512] = {};
+    cuda.reset(make(index, true, err, sizeof err));
+    if (!cuda) throw Error(err);
     cuda_index = index;
   }
   if (cuda_index != index) throw Error("--device: one CUDA device per process");
