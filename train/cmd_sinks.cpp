@@ -4,7 +4,7 @@
 // a learnable-sink model's k sink tokens first, then seq-len text tokens.
 #include <omp.h>  // omp_set_num_threads
 
-#include <algorithm>  // std::max, std::min
+#include <algorithm>  // std::copy
 #include <cstdio>     // std::printf
 #include <string>     // std::string
 #include <vector>     // std::vector
@@ -12,6 +12,7 @@
 #include "core/error.h"  // Error
 #include "infer/common.h"
 #include "model/bundle.h"         // load_bundle
+#include "runtime/stream.h"       // sink_prefix
 #include "train/token_data.h"     // TokenShard
 #include "train/train_backend.h"  // make_cpu_train_backend
 #include "train/train_model.h"    // TrainModel
@@ -30,7 +31,8 @@ void run(const SinksArgs& a) {
   if (a.threads > 0) omp_set_num_threads(a.threads);
   const ModelBundle b = load_bundle(a.model);
   const ModelConfig& c = b.model.cfg;
-  const int64_t k = c.sink == SinkKind::LearnableSink ? c.sink_tokens : 0;
+  const std::vector<int32_t> prefix = sink_prefix(c);  // a learnable-sink model's k sink ids, else none
+  const int64_t k = int64_t(prefix.size());
   const int64_t T = k + a.seq_len;
   if (a.from >= T)
     throw Error("--from " + std::to_string(a.from) + " must be below the window of " + std::to_string(T));
@@ -47,7 +49,7 @@ void run(const SinksArgs& a) {
   std::vector<int32_t> ids(static_cast<size_t>(a.rows * T)), tgt(ids.size(), -1);
   for (int64_t r = 0; r < a.rows; ++r) {
     const int64_t pos = a.rows > 1 ? r * (shard.size() - a.seq_len) / (a.rows - 1) : 0;
-    for (int64_t j = 0; j < k; ++j) ids[size_t(r * T + j)] = int32_t(c.first_sink_id() + j);
+    std::copy(prefix.begin(), prefix.end(), ids.begin() + r * T);
     shard.read(pos, a.seq_len, ids.data() + r * T + k);
   }
   auto be = train::make_cpu_train_backend();

@@ -12,7 +12,7 @@
 
 #include <cmath>      // std::fabs, std::isnan, std::sqrt
 #include <cstdint>    // int64_t, uint16_t
-#include <limits>     // std::numeric_limits
+#include <memory>     // std::unique_ptr
 #include <random>     // std::mt19937, std::uniform_real_distribution
 #include <string>     // std::string, std::to_string
 #include <vector>     // std::vector
@@ -21,35 +21,10 @@
 #include "cpu/kernels.h"        // cpu::attention_stream, cpu::AttnGeometry
 #include "cuda/cuda_backend.h"  // cuda_device_count
 #include "cuda/cuda_common.cuh" // cuda::attention_prefill, CUDA_CHECK
+#include "cuda_test_util.h"      // Dev, upload, download, expect_close, geometry, kNaN
 
 namespace sllm {
 namespace {
-
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// A cudaMalloc'ed buffer holding a copy of a host vector, freed on scope exit.
-class DevBuf {
- public:
-  template <class T>
-  explicit DevBuf(const std::vector<T>& h) : bytes_(h.size() * sizeof(T)) {
-    CUDA_CHECK(cudaMalloc(&p_, bytes_ ? bytes_ : 1));
-    if (bytes_) CUDA_CHECK(cudaMemcpy(p_, h.data(), bytes_, cudaMemcpyHostToDevice));
-  }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  ~DevBuf() { cudaFree(p_); }
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-  std::vector<float> download() const {
-    std::vector<float> h(bytes_ / sizeof(float));
-    CUDA_CHECK(cudaMemcpy(h.data(), p_, bytes_, cudaMemcpyDeviceToHost));
-    return h;
-  }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_;
-};
 
 struct PrefillCase {
   int64_t S, R, T, t0, hd, H, Hkv;
@@ -68,6 +43,7 @@ class CudaAttentionPrefillTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
+    gpu_ = make_cuda_backend(0);  // device memory for the launcher's inputs
   }
 
   std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) {
@@ -88,14 +64,7 @@ class CudaAttentionPrefillTest : public ::testing::Test {
   // Runs one case on both sides and compares (failures are reported through gtest).
   void run(const PrefillCase& c) {
     SCOPED_TRACE(c.name());
-    cpu::AttnGeometry g;
-    g.n_heads = c.H;
-    g.n_kv_heads = c.Hkv;
-    g.head_dim = c.hd;
-    g.sinks = c.S;
-    g.window = c.R;
-    g.ring = c.R + c.T;  // as KVCache sizes it for chunks of T
-    g.capacity = c.S + g.ring;
+    cpu::AttnGeometry g = geometry(c.H, c.Hkv, c.hd, c.S, c.R, c.T);  // as KVCache sizes it for chunks of T
     g.kv_f16 = c.f16;
     const int64_t ld_q = c.H * c.hd + 5;  // strided rows, not a multiple of 4
     const size_t cache_n = size_t(g.n_kv_heads * g.capacity * g.head_dim);
@@ -121,28 +90,18 @@ class CudaAttentionPrefillTest : public ::testing::Test {
     const void* vc = c.f16 ? static_cast<const void*>(vh.data()) : vf.data();
     cpu::attention_stream(qa.data(), qs.data(), ld_q, c.T, c.t0, kc, vc, g, scale, ref_alibi, ref_extra, ref.data());
 
-    const DevBuf dk = c.f16 ? DevBuf(kh) : DevBuf(kf), dv = c.f16 ? DevBuf(vh) : DevBuf(vf);
-    const DevBuf dqa(qa), dqs(qs), dsl(slopes), dex(extra), dout(std::vector<float>(ref.size(), kNaN));
-    cuda::attention_prefill(dqa.as<float>(), dqs.as<float>(), ld_q, c.T, c.t0, dk.as<void>(), dv.as<void>(), g,
-                            scale, c.alibi ? dsl.as<float>() : nullptr, c.extra ? dex.as<float>() : nullptr,
+    Backend& be = *gpu_;
+    const Dev dk = c.f16 ? upload(be, kh) : upload(be, kf), dv = c.f16 ? upload(be, vh) : upload(be, vf);
+    const Dev dqa = upload(be, qa), dqs = upload(be, qs), dsl = upload(be, slopes), dex = upload(be, extra);
+    const Dev dout = upload(be, std::vector<float>(ref.size(), kNaN));
+    cuda::attention_prefill(dqa.as<float>(), dqs.as<float>(), ld_q, c.T, c.t0, dk.get(), dv.get(), g, scale,
+                            c.alibi ? dsl.as<float>() : nullptr, c.extra ? dex.as<float>() : nullptr,
                             dout.as<float>(), nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
-    const std::vector<float> got = dout.download();
-
-    double ss = 0.0;
-    for (float x : ref) ss += double(x) * x;
-    const double abs_tol = 1e-5 * std::sqrt(ss / double(ref.size()));
-    int64_t bad = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      const double bound = 1e-5 * std::fabs(double(ref[i])) + abs_tol;
-      if (!(std::fabs(double(got[i]) - ref[i]) <= bound) && ++bad <= 5)  // NaN fails
-        ADD_FAILURE() << "element " << i << " (token " << i / size_t(c.H * c.hd) << ", head "
-                      << (i / size_t(c.hd)) % size_t(c.H) << ", dim " << i % size_t(c.hd) << ") got " << got[i]
-                      << ", CPU " << ref[i] << ", bound " << bound;
-    }
-    EXPECT_EQ(bad, 0) << bad << " of " << ref.size() << " elements differ";
+    expect_close(download<float>(dout), ref, kF32Tol, c.name());  // NaN where ref has none fails
   }
 
+  std::unique_ptr<Backend> gpu_;
   std::mt19937 rng_{20261127};
 };
 

@@ -29,11 +29,10 @@
 #include "cpu/kernels.h"        // cpu::rope_tables, cpu::AttnGeometry
 #include "cuda/cuda_backend.h"  // cuda_device_count, make_cuda_backend, cuda_upload, cuda_download
 #include "ops/backend.h"        // Backend, cpu_backend, NormOp, ActOp
+#include "cuda_test_util.h"      // Dev, upload, download, expect_close, Tol, geometry, kNaN
 
 namespace sllm {
 namespace {
-
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // Linear tolerance, relative to sum_k |x_k w_k| + |bias| (see the top of the file).
 double linear_tol(DType wt) {
@@ -43,81 +42,6 @@ double linear_tol(DType wt) {
     case DType::BF16: return 8e-3;
     default: return 0.0;
   }
-}
-
-// Tolerance of the f32-compute ops: rel * |ref| + abs * rms(ref).
-struct Tol {
-  double rel, abs;
-};
-constexpr Tol kF32Tol{1e-5, 1e-5};
-constexpr Tol kExact{0.0, 0.0};
-
-// A device buffer from the backend under test, released on scope exit.
-class Dev {
- public:
-  Dev(Backend& be, size_t bytes) : be_(&be), p_(be.alloc(bytes)), bytes_(bytes) {}
-  Dev(Dev&& o) noexcept : be_(o.be_), p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  Dev& operator=(Dev&&) = delete;
-  ~Dev() {
-    if (p_) be_->release(p_);  // never throws
-  }
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-  void* get() const { return p_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  Backend* be_;
-  void* p_;
-  size_t bytes_;
-};
-
-template <class T>
-Dev upload(Backend& be, const std::vector<T>& h) {
-  Dev d(be, h.size() * sizeof(T));
-  cuda_upload(d.get(), h.data(), h.size() * sizeof(T));
-  return d;
-}
-
-template <class T>
-std::vector<T> download(const Dev& d) {
-  std::vector<T> h(d.bytes() / sizeof(T));
-  cuda_download(h.data(), d.get(), h.size() * sizeof(T));
-  return h;
-}
-
-double rms(const std::vector<float>& v) {
-  double s = 0;
-  size_t n = 0;
-  for (float x : v)
-    if (!std::isnan(x)) {
-      s += double(x) * x;
-      ++n;
-    }
-  return n ? std::sqrt(s / double(n)) : 0.0;
-}
-
-// Expects got[i] within bound[i] of ref[i]; where ref is NaN (untouched padding) got must be NaN too.
-void expect_close(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<double>& bound,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  int64_t bad = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const bool ok = std::isnan(ref[i]) ? std::isnan(got[i]) : std::fabs(double(got[i]) - ref[i]) <= bound[i];
-    if (!ok && ++bad <= 5)
-      ADD_FAILURE() << what << ": element " << i << " got " << got[i] << ", CPU " << ref[i] << ", bound "
-                    << bound[i];
-  }
-  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << ref.size() << " elements differ";
-}
-
-void expect_close(const std::vector<float>& got, const std::vector<float>& ref, Tol tol, const std::string& what) {
-  const double scale = tol.abs * rms(ref);
-  std::vector<double> bound(ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) bound[i] = tol.rel * std::fabs(double(ref[i])) + scale;
-  expect_close(got, ref, bound, what);
 }
 
 // Weights stored in dtype t: the bytes and the exactly decoded f32 values.
@@ -384,17 +308,6 @@ TEST_F(CudaBackendTest, Embedding) {
 
 // ---- KV cache and streaming attention --------------------------------------------------------------------------
 
-cpu::AttnGeometry geometry(int64_t H, int64_t Hkv, int64_t hd, int64_t S, int64_t R, int64_t chunk) {
-  cpu::AttnGeometry g;
-  g.n_heads = H;
-  g.n_kv_heads = Hkv;
-  g.head_dim = hd;
-  g.sinks = S;
-  g.window = R;
-  g.ring = R + chunk;
-  g.capacity = S + g.ring;
-  return g;
-}
 
 TEST_F(CudaBackendTest, KvStore) {
   const int64_t T = 5;

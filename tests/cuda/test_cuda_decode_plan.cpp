@@ -6,28 +6,17 @@
 #include <cstdint>  // int64_t
 
 #include "cuda/cuda_common.cuh"  // cuda::decode_plan, cuda::DecodePlan
+#include "cuda_test_util.h"       // geometry
 
 namespace sllm {
 namespace {
-
-cpu::AttnGeometry geom(int64_t H, int64_t hd, int64_t S, int64_t R) {
-  cpu::AttnGeometry g;
-  g.n_heads = H;
-  g.n_kv_heads = H;
-  g.head_dim = hd;
-  g.sinks = S;
-  g.window = R;
-  g.ring = R + 1;
-  g.capacity = S + g.ring;
-  return g;
-}
 
 TEST(CudaDecodePlan, CoversEveryAdmittedKeyInBoundedChunks) {
   for (int64_t H : {1, 12, 32, 64})
     for (int64_t S : {0, 1, 4})
       for (int64_t R : {1, 3, 63, 252, 1020, 4092, 100000})
         for (int sms : {1, 132}) {
-          const cpu::AttnGeometry g = geom(H, 128, S, R);
+          const cpu::AttnGeometry g = geometry(H, H, 128, S, R, 1);
           const cuda::DecodePlan p = cuda::decode_plan(g, 1, sms);
           const int64_t keys = S + R + 1;
           SCOPED_TRACE(::testing::Message() << "H " << H << " S " << S << " R " << R << " SMs " << sms);
@@ -42,10 +31,10 @@ TEST(CudaDecodePlan, CoversEveryAdmittedKeyInBoundedChunks) {
 
 TEST(CudaDecodePlan, SpreadsAShortCacheOverTheCard) {
   // 32 heads, 4+1020: ~4 blocks per SM of a 132-SM card, not 32 blocks.
-  const cuda::DecodePlan p = cuda::decode_plan(geom(32, 128, 4, 1020), 1, 132);
+  const cuda::DecodePlan p = cuda::decode_plan(geometry(32, 32, 128, 4, 1020, 1), 1, 132);
   EXPECT_GE(32 * p.splits, 4 * 132 / 2);
   // One SM: chunks as long as allowed.
-  EXPECT_EQ(cuda::decode_plan(geom(32, 128, 4, 1020), 1, 1).chunk, 256);
+  EXPECT_EQ(cuda::decode_plan(geometry(32, 32, 128, 4, 1020, 1), 1, 1).chunk, 256);
 }
 
 }  // namespace

@@ -22,27 +22,12 @@
 #include "cuda/cuda_backend.h"  // cuda_device_count, make_cuda_backend, cuda_upload
 #include "ops/backend.h"        // Backend, SampleParams
 #include "runtime/stream.h"     // sample_token, Sampler, SamplerOptions
+#include "cuda_test_util.h"      // Dev, upload
 
 namespace sllm {
 namespace {
 
 constexpr double kU01[] = {0.0, 0.3, 0.999999};
-
-// A row of logits uploaded to the device, released on scope exit.
-class DeviceRow {
- public:
-  DeviceRow(Backend& be, const std::vector<float>& h) : be_(be), p_(static_cast<float*>(be.alloc(h.size() * 4))) {
-    cuda_upload(p_, h.data(), h.size() * 4);
-  }
-  DeviceRow(const DeviceRow&) = delete;
-  DeviceRow& operator=(const DeviceRow&) = delete;
-  ~DeviceRow() { be_.release(p_); }
-  const float* get() const { return p_; }
-
- private:
-  Backend& be_;
-  float* p_;
-};
 
 struct Row {
   std::string name;
@@ -100,11 +85,11 @@ TEST_F(CudaSamplingTest, PicksTheHostsToken) {
   std::vector<std::pair<float, int32_t>> scratch;
   for (int64_t V : {1000, 32000, 50304, 151936}) {
     for (const Row& row : rows(V)) {
-      const DeviceRow d(*gpu_, row.logits);
+      const Dev d = upload(*gpu_, row.logits);
       for (const SampleParams& p : grid()) {
         for (double u01 : kU01) {
           SCOPED_TRACE("V=" + std::to_string(V) + " " + row.name + " " + describe(p, u01));
-          const int32_t got = gpu_->sample(d.get(), V, p, u01);
+          const int32_t got = gpu_->sample(d.as<float>(), V, p, u01);
           if (p.temperature > 0 && p.top_k == 0 && V > 1024) {
             EXPECT_EQ(got, -1);  // over the device's candidate limit
             continue;
@@ -120,7 +105,7 @@ TEST_F(CudaSamplingTest, PicksTheHostsToken) {
 TEST_F(CudaSamplingTest, SamplerFallsBackToTheHostBeyondTheLimits) {
   const int64_t V = 32000;
   const std::vector<float> l = rows(V)[1].logits;  // quantised: ties decide the order
-  const DeviceRow d(*gpu_, l);
+  const Dev d = upload(*gpu_, l);
   for (int64_t top_k : {0, 40}) {  // 0: all 32000 candidates, on the host; 40: on the device
     SCOPED_TRACE("top_k=" + std::to_string(top_k));
     SamplerOptions o;
@@ -128,9 +113,9 @@ TEST_F(CudaSamplingTest, SamplerFallsBackToTheHostBeyondTheLimits) {
     o.top_k = top_k;
     o.top_p = 0.95f;
     o.seed = 11;
-    EXPECT_EQ(gpu_->sample(d.get(), V, sample_params(o), 0.5) == -1, top_k == 0);
+    EXPECT_EQ(gpu_->sample(d.as<float>(), V, sample_params(o), 0.5) == -1, top_k == 0);
     Sampler on_gpu(o), on_host(o);
-    for (int i = 0; i < 50; ++i) ASSERT_EQ(on_gpu.sample(*gpu_, d.get(), V), on_host.sample(l.data(), V)) << i;
+    for (int i = 0; i < 50; ++i) ASSERT_EQ(on_gpu.sample(*gpu_, d.as<float>(), V), on_host.sample(l.data(), V)) << i;
   }
 }
 
