@@ -24,6 +24,7 @@
 #include "ops/backend.h"          // cpu_backend
 #include "runtime/stream.h"       // stream_nll
 #include "train/ablate.h"         // run_ablation, load_ablate_config
+#include "train/sink_probe.h"     // probe_sink
 #include "train/token_data.h"     // TokenShard
 #include "train_test_util.h"       // write_byte_corpus, OneThreadTest, slurp
 
@@ -142,7 +143,7 @@ std::set<std::string> series_names(const std::string& svg) {
 // Every output file of a results folder (runs/ excluded) with its bytes.
 std::map<std::string, std::string> outputs(const std::string& out) {
   std::map<std::string, std::string> m;
-  for (const char* f : {"table.md", "results.csv", "curves.csv", "config.toml", "README.md"})
+  for (const char* f : {"table.md", "results.csv", "curves.csv", "sinks.csv", "config.toml", "README.md"})
     m[f] = slurp(out + "/" + f);
   for (const auto& e : fs::directory_iterator(out + "/plots"))
     m["plots/" + e.path().filename().string()] = slurp(e.path().string());
@@ -214,6 +215,40 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
     o.mode = CacheMode::Recompute;
     EXPECT_NEAR(stream_nll(b.model, cpu_backend(), ids, o).ppl, ppl[std::string(variant) + " recompute"], 1e-6);
   }
+  // The sink probe: a column of the training table, and sinks.csv per layer, exactly what probe_sink gives.
+  EXPECT_NE(table.find("| variant | final train loss | val loss | attention on position 0 (x uniform) | attention on the "
+                       "extra logit | train time (s) |"),
+            std::string::npos)
+      << table;
+  const std::string train_table = table.substr(table.find("| attention on position 0"));
+  for (const char* v : {"vanilla", "learnable_sink:1"})
+    EXPECT_TRUE(std::regex_search(train_table, std::regex("\\| " + std::string(v) + " \\|[^|\n]+\\|[^|\n]+\\|" + num)))
+        << v << "\n" << train_table;
+  const auto sinks = lines(slurp(out + "/sinks.csv"));
+  ASSERT_EQ(sinks.size(), 1u + 2u * 3u);  // 2 runs x (2 layers + their mean)
+  EXPECT_EQ(sinks[0], "variant,seed,layer,first_token_attention,uniform,x_uniform,extra_logit_attention");
+  {
+    const ModelBundle b = load_bundle(out + "/runs/learnable_sink_k1-s1/model.h5");
+    SinkProbeOptions po;
+    po.seq_len = 16;
+    po.rows = 8;
+    po.from = 1;
+    const SinkProbe p = probe_sink(b.model, TokenShard::open(data_dir() + "/val.bin"), po);
+    ASSERT_EQ(p.layer.size(), 2u);
+    EXPECT_EQ(p.window, 17);  // the sink token + 16
+    for (size_t l = 0; l < 3; ++l) {
+      const auto f = split(sinks[4 + l], ',');
+      ASSERT_EQ(f.size(), 7u) << sinks[4 + l];
+      EXPECT_EQ(f[6], "");  // no extra logit in a learnable-sink model
+      EXPECT_EQ(f[0] + "," + f[1] + "," + f[2], "learnable_sink:1,1," + (l < 2 ? std::to_string(l) : "mean"));
+      const double a = l < 2 ? p.layer[l] : p.mean();
+      EXPECT_NEAR(std::stod(f[3]), a, 1e-7);
+      EXPECT_GT(a, 0.0);
+      EXPECT_LT(a, 1.0);
+      EXPECT_NEAR(std::stod(f[5]), a / p.uniform, 1e-6 * a / p.uniform);
+    }
+  }
+
   // curves.csv: 8 curves of ceil(383 / 32) = 12 segments.
   EXPECT_EQ(lines(slurp(out + "/curves.csv")).size(), 1u + 8u * 12u);
 
@@ -246,6 +281,7 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
   const auto before = outputs(out);
   const auto mtime = [&](const std::string& run) { return fs::last_write_time(out + "/runs/" + run + "/model.h5"); };
   const auto m_vanilla = mtime("vanilla-s1"), m_sink = mtime("learnable_sink_k1-s1");
+  const auto m_probe = fs::last_write_time(out + "/runs/vanilla-s1/sink-probe.json");
   const std::string plan = ablate_plan(c);
   EXPECT_NE(plan.find("done (model.h5)"), std::string::npos) << plan;
   EXPECT_NE(plan.find("evals: 4 cached, 0 to compute"), std::string::npos) << plan;
@@ -257,6 +293,7 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
   EXPECT_EQ(s2.cached, 8);
   EXPECT_EQ(mtime("vanilla-s1"), m_vanilla);
   EXPECT_EQ(mtime("learnable_sink_k1-s1"), m_sink);
+  EXPECT_EQ(fs::last_write_time(out + "/runs/vanilla-s1/sink-probe.json"), m_probe);  // cached, not redone
   EXPECT_EQ(outputs(out), before);
 
   // ---- a run without model.h5 resumes from its newest checkpoint, to the same weights and numbers ----
@@ -273,6 +310,7 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
   EXPECT_EQ(s3.cached, 4);
   EXPECT_TRUE(fs::exists(run + "/model.h5"));
   EXPECT_EQ(ppl_table(slurp(out + "/table.md")), ppl_table(before.at("table.md")));
+  EXPECT_EQ(slurp(out + "/sinks.csv"), before.at("sinks.csv"));  // the probe is redone on the same weights
   const auto csv3 = lines(slurp(out + "/results.csv"));
   ASSERT_EQ(csv3.size(), csv.size());
   for (size_t i = 1; i < csv.size(); ++i)  // the numbers (not the wall-clock seconds) are the same

@@ -540,6 +540,7 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
   auto be = make_cpu_train_backend();
   TrainModel m(cfg, *be);
   EXPECT_THROW(m.first_token_attention(0), Error);
+  EXPECT_THROW(m.extra_logit_attention(0), Error);
   m.init({91});
   std::vector<float> p(static_cast<size_t>(m.n_floats()));
   be->download(p.data(), m.params(), p.size());
@@ -553,10 +554,12 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
   int64_t n = 0;
   m.forward_loss(ids.data(), tgt.data(), B, T, &n);
   const std::vector<double> first = m.first_token_attention(2);
+  const std::vector<double> extra = m.extra_logit_attention(2);
   ASSERT_EQ(int64_t(first.size()), cfg.n_layers);
+  ASSERT_EQ(int64_t(extra.size()), cfg.has_extra_logit() ? cfg.n_layers : 0);
   bool peaked = false;
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    double mean0 = 0;
+    double mean0 = 0, rest = 0;  // the key-0 entries; what the keys leave to the extra logit
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < cfg.n_heads; ++h)
         for (int64_t t = 0; t < T; ++t) {
@@ -572,10 +575,15 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
           } else {
             EXPECT_NEAR(row, 1.0, 1e-3) << "layer " << l << " row " << b << " head " << h << " query " << t;
           }
-          if (t >= 2) mean0 += m.attention_probability(l, b, h, t, 0);
+          if (t >= 2) mean0 += m.attention_probability(l, b, h, t, 0), rest += 1.0 - row;
           peaked |= t >= 2 && mx > 0.9;
         }
     EXPECT_NEAR(first[size_t(l)], mean0 / double(B * cfg.n_heads * (T - 2)), 1e-9) << "layer " << l;
+    if (cfg.has_extra_logit()) {  // the extra logit's share is the rest of each row
+      EXPECT_NEAR(extra[size_t(l)], rest / double(B * cfg.n_heads * (T - 2)), 1e-3) << "layer " << l;
+      EXPECT_GE(extra[size_t(l)], 0.0);
+      EXPECT_LE(extra[size_t(l)], 1.0);
+    }
   }
   EXPECT_TRUE(peaked) << "the scaled weights should make some attention rows nearly one-hot";
   EXPECT_THROW(m.attention_probability(0, 0, 0, 1, 2), Error);  // a key after its query

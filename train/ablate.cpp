@@ -55,8 +55,19 @@ using ablate_detail::write_outputs;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
+namespace ablate_detail {
 
+SinkProbeOptions sink_probe_options(const TrainOptions& o) {
+  SinkProbeOptions p;
+  p.seq_len = o.seq_len;
+  p.rows = 8;
+  p.from = std::max<int64_t>(1, o.seq_len / 16);  // 16 for the paper-like 256
+  return p;
+}
+
+}  // namespace ablate_detail
+
+namespace {
 
 // ---- values as the TOML reader gives them (strings with the quotes removed) ----------------------------------
 
@@ -489,22 +500,30 @@ std::string eval_path(const Run& r, const AblateCache& k) {
   return (fs::path(r.dir) / ("eval-" + k.spec + ".json")).string();
 }
 
-json eval_settings(const AblateConfig& c, const Grid& g, const Run& r, const AblateCache& k) {
+// What an evaluation depends on besides its own settings: the validation shard and the model file.
+json val_stamp(const Grid& g) {
+  char tid[20];
+  std::snprintf(tid, sizeof tid, "%016llx", (unsigned long long)g.val_tokenizer);
+  return {{"path", g.val_path}, {"tokens", g.val_tokens}, {"tokenizer_id", tid}};
+}
+
+json model_stamp(const Run& r) {
   const fs::path model = fs::path(r.dir) / "model.h5";
   std::error_code ec;
   const auto size = fs::file_size(model, ec);
   const auto mtime = fs::last_write_time(model, ec);
-  char tid[20];
-  std::snprintf(tid, sizeof tid, "%016llx", (unsigned long long)g.val_tokenizer);
+  return {{"bytes", ec ? 0 : int64_t(size)}, {"mtime_ns", ec ? 0 : int64_t(mtime.time_since_epoch().count())}};
+}
+
+json eval_settings(const AblateConfig& c, const Grid& g, const Run& r, const AblateCache& k) {
   return {{"cache", k.spec},
           {"mode", cache_mode_name(k.mode)},
           {"sinks", k.sinks},
           {"window", k.window},
           {"eval_tokens", c.eval_tokens},
           {"curve_every", g.curve_every},
-          {"val", {{"path", g.val_path}, {"tokens", g.val_tokens}, {"tokenizer_id", tid}}},
-          {"model", {{"bytes", ec ? 0 : int64_t(size)},
-                     {"mtime_ns", ec ? 0 : int64_t(mtime.time_since_epoch().count())}}}};
+          {"val", val_stamp(g)},
+          {"model", model_stamp(r)}};
 }
 
 std::optional<EvalRecord> load_eval(const std::string& path, const json& settings) {
@@ -563,6 +582,44 @@ void save_eval(const std::string& path, const json& settings, const EvalRecord& 
                   {"ppl", e.ppl},
                   {"seconds", e.seconds},
                   {"curve", {{"tokens", e.cx}, {"mean_nll", e.cy}}}};
+  write_file_atomic(path, j.dump(1) + "\n");
+}
+
+// ---- the sink probe (sink_probe.h), cached next to the run like an evaluation ----------------------------------
+
+std::string probe_path(const Run& r) { return (fs::path(r.dir) / "sink-probe.json").string(); }
+
+json probe_settings(const Grid& g, const Run& r, const SinkProbeOptions& o) {
+  return {{"seq_len", o.seq_len}, {"rows", o.rows}, {"from", o.from}, {"val", val_stamp(g)}, {"model", model_stamp(r)}};
+}
+
+std::optional<SinkProbe> load_probe(const std::string& path, const json& settings) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::nullopt;
+  try {
+    const json j = json::parse(read_text_file(path));
+    if (j.value("version", 0) != 1 || j.at("settings") != settings) return std::nullopt;
+    SinkProbe p;
+    p.layer = j.at("first_token_attention").get<std::vector<double>>();
+    p.extra = j.at("extra_logit_attention").get<std::vector<double>>();
+    p.uniform = j.at("uniform").get<double>();
+    p.window = j.at("window").get<int64_t>();
+    p.sink_tokens = j.at("sink_tokens").get<int64_t>();
+    return p;
+  } catch (const std::exception&) {
+    return std::nullopt;  // unreadable: recompute
+  }
+}
+
+void save_probe(const std::string& path, const json& settings, const SinkProbe& p) {
+  const json j = {{"format", "streamllm ablate sink probe"},
+                  {"version", 1},
+                  {"settings", settings},
+                  {"first_token_attention", p.layer},
+                  {"extra_logit_attention", p.extra},
+                  {"uniform", p.uniform},
+                  {"window", p.window},
+                  {"sink_tokens", p.sink_tokens}};
   write_file_atomic(path, j.dump(1) + "\n");
 }
 
@@ -704,6 +761,7 @@ AblateSummary run_ablation(const AblateConfig& c) {
   std::unique_ptr<ModelBundle> model;
   std::string loaded_dir;
   std::vector<std::string> cached_note;  // the cached evaluations of the current run, printed as one line
+  std::string probe_note;                // and its cached sink probe
   try {
     for (size_t ti = 0; ti < tasks.size(); ++ti) {
       Task& t = tasks[ti];
@@ -768,17 +826,35 @@ AblateSummary run_ablation(const AblateConfig& c) {
         std::printf("%s: ppl %.3f over %lld tokens, %.1f s%s\n", label.c_str(), e->ppl, (long long)e->tokens, e->seconds,
                     clock(ti + 1).c_str());
         std::fflush(stdout);
-        if (t.cache + 1 == g.caches.size()) {
-          model.reset();
-          loaded_dir.clear();
-        }
       }
       res[t.run].evals[t.cache] = e;
       if (t.cache + 1 == g.caches.size()) {
+        // The run's last evaluation: its sink probe (a second or so), then a partial table.
+        const SinkProbeOptions po = ablate_detail::sink_probe_options(r.opt);
+        if (g.val_tokens >= po.seq_len) {
+          const json ps = probe_settings(g, r, po);
+          std::optional<SinkProbe> p = load_probe(probe_path(r), ps);
+          if (p) {
+            probe_note = ", sink probe " + fmt("%.1fx uniform", p->x_uniform());
+          } else {
+            if (!model || loaded_dir != r.dir)
+              model = std::make_unique<ModelBundle>(load_bundle((fs::path(r.dir) / "model.h5").string()));
+            p = probe_sink(model->model, TokenShard::open(g.val_path), po);
+            save_probe(probe_path(r), ps, *p);
+            std::printf("%ssink probe %s: attention on position 0 %.4f, %.1fx uniform%s (mean of %zu layers)\n",
+                        header(ti).c_str(), r.name().c_str(), p->mean(), p->x_uniform(),
+                        p->extra.empty() ? "" : (", on the extra logit " + fmt("%.4f", p->extra_mean())).c_str(),
+                        p->layer.size());
+          }
+          res[t.run].sink = p;
+        }
+        model.reset();
+        loaded_dir.clear();
         if (!cached_note.empty())
-          std::printf("%seval %s: %zu cached (ppl %s)\n", header(ti).c_str(), r.name().c_str(), cached_note.size(),
-                      join(cached_note, ", ").c_str());
+          std::printf("%seval %s: %zu cached (ppl %s%s)\n", header(ti).c_str(), r.name().c_str(), cached_note.size(),
+                      join(cached_note, ", ").c_str(), probe_note.c_str());
         cached_note.clear();
+        probe_note.clear();
         write_outputs(c, g, res);  // a partial table after every run
       }
     }

@@ -8,7 +8,8 @@
 #include <string>    // std::string
 #include <vector>    // std::vector
 
-#include "train/ablate.h"   // AblateConfig, AblateVariant, AblateCache
+#include "train/ablate.h"      // AblateConfig, AblateVariant, AblateCache
+#include "train/sink_probe.h"  // SinkProbe
 #include "train/trainer.h"  // TrainOptions
 
 namespace sllm::train::ablate_detail {
@@ -66,7 +67,11 @@ struct RunResult {
   bool trained = false;  // model.h5 exists
   RunMetrics metrics;
   std::vector<std::optional<EvalRecord>> evals;  // per Grid::caches
+  std::optional<SinkProbe> sink;                  // attention on position 0 (none when val.bin is too short)
 };
+
+// The sink probe every run gets: windows of the training length from val.bin (probe_sink).
+SinkProbeOptions sink_probe_options(const TrainOptions& o);
 
 // Writes the results folder (tables, CSVs, plots, config, meta, README) from the runs' metrics and evaluations;
 // every file atomically, byte-identical for an unchanged grid.

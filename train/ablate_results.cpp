@@ -33,12 +33,12 @@ std::string colour(size_t i) { return kPalette[i % (sizeof kPalette / sizeof kPa
 
 // Mean over seeds and the spread: "12.34" (one value), "12.34 (12.10–12.58)" (two: min–max), "12.34 ± 0.56" (3+:
 // sample standard deviation).
-std::string cell(const std::vector<double>& v) {
+std::string cell(const std::vector<double>& v, const char* format = "%.2f") {
   if (v.empty()) return "–";
   double s = 0, lo = v[0], hi = v[0];
   for (double x : v) s += x, lo = std::min(lo, x), hi = std::max(hi, x);
   const double mean = s / double(v.size());
-  auto f = [](double x) { return fmt(std::fabs(x) >= 1000 ? "%.0f" : "%.2f", x); };
+  auto f = [format](double x) { return fmt(std::fabs(x) >= 1000 ? "%.0f" : format, x); };
   if (v.size() == 1) return f(mean);
   if (v.size() == 2) return f(mean) + " (" + f(lo) + "–" + f(hi) + ")";
   double ss = 0;
@@ -87,24 +87,40 @@ std::string tables(const AblateConfig& c, const Grid& g, const std::vector<RunRe
        std::to_string(r0.opt.layers) + " layers, " + std::to_string(r0.opt.heads) + " heads, seq-len " +
        std::to_string(r0.opt.seq_len) + ", " + std::to_string(r0.opt.steps) + " steps of " +
        std::to_string(r0.opt.batch * r0.opt.accum) + " x " + std::to_string(r0.opt.seq_len) + " tokens.\n\n";
-  t += "| variant | final train loss | val loss | train time (s) |\n|---|---|---|---|\n";
+  t += "| variant | final train loss | val loss | attention on position 0 (x uniform) | attention on the extra logit | "
+       "train time (s) |\n|---|---|---|---|---|---|\n";
+  bool probed = false;
   for (const auto& v : g.variants) {
-    std::vector<double> tl, vl, ts;
+    std::vector<double> tl, vl, ts, sx, ex;
     for (size_t ri = 0; ri < g.runs.size(); ++ri)
       if (g.runs[ri].v.slug() == v.slug() && res[ri].trained) {
         tl.push_back(res[ri].metrics.final_loss);
         vl.push_back(res[ri].metrics.val_loss);
         ts.push_back(res[ri].metrics.train_seconds);
+        if (res[ri].sink) sx.push_back(res[ri].sink->x_uniform());
+        if (res[ri].sink && !res[ri].sink->extra.empty()) ex.push_back(res[ri].sink->extra_mean());
       }
+    probed |= !sx.empty();
     auto c4 = [](const std::vector<double>& x) {
       if (x.empty()) return std::string("–");
       double s = 0;
       for (double y : x) s += y;
       return fmt("%.4f", s / double(x.size()));
     };
-    t += "| " + v.spec + " | " + c4(tl) + " | " + c4(vl) + " | " + (ts.empty() ? "–" : cell(ts)) + " |\n";
+    t += "| " + v.spec + " | " + c4(tl) + " | " + c4(vl) + " | " + cell(sx) + " | " + cell(ex, "%.3f") + " | " +
+         (ts.empty() ? "–" : cell(ts)) + " |\n";
   }
-  t += "\nLosses are the trainer's (mean NLL per token, nats; val on windows of seq-len), mean over seeds.\n";
+  t += "\nLosses are the trainer's (mean NLL per token, nats; val on windows of seq-len), mean over seeds.";
+  if (probed) {
+    const SinkProbeOptions po = sink_probe_options(r0.opt);
+    t += " Attention on position 0: the attention queries give to the first token of a training-shaped window (a "
+         "learnable-sink model's first sink token), averaged over layers, heads, query positions >= " +
+         std::to_string(po.from) + " and " + std::to_string(po.rows) +
+         " windows spread over val.bin, as a multiple of what uniform attention gives (a sink takes many times the "
+         "uniform share). Attention on the extra logit: the share of attention zero_sink's and sink_logit's extra "
+         "softmax logit takes, the same average (`streamllm sinks`; per layer in sinks.csv).";
+  }
+  t += "\n";
   return t;
 }
 
@@ -121,6 +137,22 @@ std::string results_csv(const Grid& g, const std::vector<RunResult>& res) {
            std::to_string(e->tokens) + "," + csv_num(e->mean_nll) + "," + csv_num(e->ppl) + "," +
            csv_num(m.final_loss) + "," + csv_num(m.val_loss) + "," + fmt("%.3f", m.train_seconds) + "," +
            fmt("%.3f", e->seconds) + "\n";
+    }
+  return s;
+}
+
+std::string sinks_csv(const Grid& g, const std::vector<RunResult>& res) {
+  std::string s = "variant,seed,layer,first_token_attention,uniform,x_uniform,extra_logit_attention\n";
+  for (size_t ri = 0; ri < g.runs.size(); ++ri)
+    if (const auto& p = res[ri].sink) {
+      const std::string pre = g.runs[ri].v.spec + "," + std::to_string(g.runs[ri].seed) + ",";
+      for (size_t l = 0; l <= p->layer.size(); ++l) {
+        const bool mean = l == p->layer.size();
+        const double a = mean ? p->mean() : p->layer[l];
+        s += pre + (mean ? "mean" : std::to_string(l)) + "," + csv_num(a) + "," + csv_num(p->uniform) + "," +
+             csv_num(a / p->uniform) + "," +
+             (p->extra.empty() ? "" : csv_num(mean ? p->extra_mean() : p->extra[l])) + "\n";
+      }
     }
   return s;
 }
@@ -298,6 +330,7 @@ void write_outputs(const AblateConfig& c, const Grid& g, const std::vector<RunRe
   write_file_atomic((out / "table.md").string(), "# " + c.name + ": streaming perplexity by sink variant and cache\n\n" + table);
   write_file_atomic((out / "results.csv").string(), results_csv(g, res));
   write_file_atomic((out / "curves.csv").string(), curves_csv(g, res));
+  write_file_atomic((out / "sinks.csv").string(), sinks_csv(g, res));
   const auto plots = write_plots(c, g, res);
   // The exact config, with the command-line overrides in a comment above it.
   std::string cfg = "# streamllm ablate: the configuration of this results folder";
@@ -347,7 +380,8 @@ void write_outputs(const AblateConfig& c, const Grid& g, const std::vector<RunRe
                        "| file | what |\n|---|---|\n"
                        "| `table.md` | the tables above (Table 3 of the paper: rows = variants, columns = caches) |\n"
                        "| `results.csv` | one row per variant, seed and cache: tokens scored, mean NLL, perplexity, the run's final training and validation loss, training and evaluation seconds |\n"
-                       "| `curves.csv` | the NLL-vs-tokens curves: mean NLL of each " + std::to_string(g.curve_every) + "-token segment, per variant, seed and cache |\n";
+                       "| `curves.csv` | the NLL-vs-tokens curves: mean NLL of each " + std::to_string(g.curve_every) + "-token segment, per variant, seed and cache |\n"
+                       "| `sinks.csv` | the sink probe: attention on position 0 per variant, seed and layer (and their mean), with the uniform share, and the extra logit's share (zero_sink, sink_logit) |\n";
   for (const auto& p : plots) {
     std::string what = p == "plots/train_loss.svg" ? "training loss of each variant"
                        : "log perplexity versus tokens streamed (Fig. 3 shape)";

@@ -4,18 +4,14 @@
 // a learnable-sink model's k sink tokens first, then seq-len text tokens.
 #include <omp.h>  // omp_set_num_threads
 
-#include <algorithm>  // std::copy
-#include <cstdio>     // std::printf
-#include <string>     // std::string
-#include <vector>     // std::vector
+#include <cstdio>  // std::printf
+#include <memory>  // std::make_shared
+#include <string>  // std::string
 
-#include "core/error.h"  // Error
 #include "infer/common.h"
-#include "model/bundle.h"         // load_bundle
-#include "runtime/stream.h"       // sink_prefix
-#include "train/token_data.h"     // TokenShard
-#include "train/train_backend.h"  // make_cpu_train_backend
-#include "train/train_model.h"    // TrainModel
+#include "model/bundle.h"        // load_bundle
+#include "train/sink_probe.h"    // probe_sink
+#include "train/token_data.h"    // TokenShard
 
 namespace sllm::cli {
 
@@ -31,49 +27,28 @@ void run(const SinksArgs& a) {
   if (a.threads > 0) omp_set_num_threads(a.threads);
   const ModelBundle b = load_bundle(a.model);
   const ModelConfig& c = b.model.cfg;
-  const std::vector<int32_t> prefix = sink_prefix(c);  // a learnable-sink model's k sink ids, else none
-  const int64_t k = int64_t(prefix.size());
-  const int64_t T = k + a.seq_len;
-  if (a.from >= T)
-    throw Error("--from " + std::to_string(a.from) + " must be below the window of " + std::to_string(T));
   const train::TokenShard shard = train::TokenShard::open(a.data + "/" + a.split + ".bin");
-  if (shard.size() < a.seq_len)
-    throw Error(shard.path() + ": " + std::to_string(shard.size()) + " tokens, fewer than --seq-len " +
-                std::to_string(a.seq_len));
-  const int64_t text_vocab = c.vocab_size - k;  // ids a text token may take (the sink ids come after)
-  if (shard.vocab_size() > text_vocab)
-    throw Error(shard.path() + ": vocabulary of " + std::to_string(shard.vocab_size()) +
-                " does not fit the model's " + std::to_string(text_vocab) + " text tokens");
-
-  // Windows evenly spaced over the shard.
-  std::vector<int32_t> ids(static_cast<size_t>(a.rows * T)), tgt(ids.size(), -1);
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const int64_t pos = a.rows > 1 ? r * (shard.size() - a.seq_len) / (a.rows - 1) : 0;
-    std::copy(prefix.begin(), prefix.end(), ids.begin() + r * T);
-    shard.read(pos, a.seq_len, ids.data() + r * T + k);
-  }
-  auto be = train::make_cpu_train_backend();
-  train::TrainModel m(c, *be);
-  m.load_weights(b.model);
-  int64_t n = 0;
-  m.forward_loss(ids.data(), tgt.data(), a.rows, T, &n);
-  const std::vector<double> first = m.first_token_attention(a.from);
-  double uniform = 0;  // plain softmax spread evenly over the t + 1 admitted keys
-  for (int64_t t = a.from; t < T; ++t) uniform += 1.0 / double(t + 1);
-  uniform /= double(T - a.from);
+  train::SinkProbeOptions o;
+  o.seq_len = a.seq_len;
+  o.rows = a.rows;
+  o.from = a.from;
+  const train::SinkProbe p = train::probe_sink(b.model, shard, o);
 
   std::printf("%s: %s block, %s, %lld layers; %lld windows of %lld tokens from %s (positions %lld..%lld averaged)\n",
               a.model.c_str(), family_name(c.family), sink_name(c.sink), (long long)c.n_layers, (long long)a.rows,
-              (long long)T, shard.path().c_str(), (long long)a.from, (long long)(T - 1));
-  std::printf("\n| layer | attention on position 0 | x uniform |\n|---|---|---|\n");
-  double mean = 0;
-  for (size_t l = 0; l < first.size(); ++l) {
-    std::printf("| %zu | %.4f | %.1f |\n", l, first[l], first[l] / uniform);
-    mean += first[l];
+              (long long)p.window, shard.path().c_str(), (long long)a.from, (long long)(p.window - 1));
+  const bool extra = !p.extra.empty();  // zero_sink, sink_logit: the extra logit is a sink of its own
+  std::printf("\n| layer | attention on position 0 | x uniform |%s\n|---|---|---|%s\n",
+              extra ? " attention on the extra logit |" : "", extra ? "---|" : "");
+  for (size_t l = 0; l <= p.layer.size(); ++l) {
+    const bool mean = l == p.layer.size();
+    const double a = mean ? p.mean() : p.layer[l];
+    std::printf("| %s | %.4f | %.1f |", mean ? "mean" : std::to_string(l).c_str(), a, a / p.uniform);
+    if (extra) std::printf(" %.4f |", mean ? p.extra_mean() : p.extra[l]);
+    std::printf("\n");
   }
-  mean /= double(first.size());
-  std::printf("| mean | %.4f | %.1f |\n\nuniform attention would give %.4f on position 0%s\n", mean, mean / uniform,
-              uniform, k > 0 ? " (position 0 is the first sink token)" : "");
+  std::printf("\nuniform attention would give %.4f on position 0%s\n", p.uniform,
+              p.sink_tokens > 0 ? " (position 0 is the first sink token)" : "");
 }
 
 }  // namespace

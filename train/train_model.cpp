@@ -447,6 +447,26 @@ std::vector<double> TrainModel::first_token_attention(int64_t from) const {
   return out;
 }
 
+std::vector<double> TrainModel::extra_logit_attention(int64_t from) const {
+  const ModelConfig& c = cfg_;
+  if (!acts_) throw Error("extra_logit_attention: no forward pass yet");
+  if (c.sink != SinkKind::ZeroSink && c.sink != SinkKind::SinkLogit) return {};
+  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads;
+  from = std::max<int64_t>(0, std::min(from, T - 1));
+  std::vector<float> lse(size_t(B * H * T)), extra(size_t(H), 0.0f);
+  std::vector<double> out;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    be_.download(lse.data(), acts_->layers[size_t(l)].lse.get(), lse.size());
+    if (c.sink == SinkKind::SinkLogit) be_.download(extra.data(), fp(pw_.layers[size_t(l)].sinks), extra.size());
+    double sum = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = from; t < T; ++t) sum += std::exp(double(extra[size_t(h)]) - double(lse[size_t((b * H + h) * T + t)]));
+    out.push_back(sum / double(B * H * (T - from)));
+  }
+  return out;
+}
+
 double TrainModel::flops_per_step(int64_t B, int64_t T) const {
   const ModelConfig& c = cfg_;
   double mm = 0;  // multiply-adds per token in weight products (the embedding lookup is not a product)

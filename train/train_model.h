@@ -77,6 +77,9 @@ class TrainModel {
   // layer l (uniform attention would give the mean of 1 / (t + 1)). Both throw before any forward.
   double attention_probability(int64_t layer, int64_t b, int64_t h, int64_t t, int64_t j) const;
   std::vector<double> first_token_attention(int64_t from) const;
+  // zero_sink and sink_logit: per layer, the share of attention the extra softmax logit takes (the "attend to
+  // nothing" sink: exp(logit - lse)), averaged as above; empty for the other variants.
+  std::vector<double> extra_logit_attention(int64_t from) const;
 
   // FLOPs of one forward+backward over B x T tokens (matrix products 6 per multiply-add pair of each weight
   // per token, plus causal attention: 6 * 2 * T/2 * head_dim per head per token per layer).
