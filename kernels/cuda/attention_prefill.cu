@@ -79,6 +79,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                              int64_t T, int64_t t0, const KT* __restrict__ kcache, const KT* __restrict__ vcache,
                              AttnGeometry g, float scale, const float* __restrict__ alibi,
                              const float* __restrict__ extra_logit, float* __restrict__ out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   extern __shared__ float4 pf_smem4[];
   const int hd = int(g.head_dim), qstride = pf_qstride(hd), kstride = pf_kstride(hd);
   float* Ps = reinterpret_cast<float*>(pf_smem4);  // (kWarps, kBK, kRows) probabilities
@@ -296,13 +297,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <int ND, class KT>
 void launch_prefill(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0, const void* kc,
                     const void* vc, const AttnGeometry& g, float scale, const float* alibi,
-                    const float* extra_logit, float* out, cudaStream_t s) {
+                    const float* extra_logit, float* out, Stream s) {
   const size_t smem = size_t(pf_smem_floats(int(g.head_dim))) * sizeof(float);
   auto* kernel = attention_prefill_kernel<ND, KT>;
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const dim3 grid(unsigned((T + kBQ - 1) / kBQ), unsigned(g.n_heads));
-  kernel<<<grid, kWarps * 32, smem, s>>>(q_abs, q_sink, ld_q, T, t0, static_cast<const KT*>(kc),
+  launch(kernel, grid, kWarps * 32, smem, s, q_abs, q_sink, ld_q, T, t0, static_cast<const KT*>(kc),
                                          static_cast<const KT*>(vc), g, scale, alibi, extra_logit, out);
   CUDA_CHECK(cudaGetLastError());
 }
@@ -310,7 +311,7 @@ void launch_prefill(const float* q_abs, const float* q_sink, int64_t ld_q, int64
 template <class KT>
 void dispatch_prefill(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0, const void* kc,
                       const void* vc, const AttnGeometry& g, float scale, const float* alibi,
-                      const float* extra_logit, float* out, cudaStream_t s) {
+                      const float* extra_logit, float* out, Stream s) {
   const int64_t hd = g.head_dim;
   if (hd <= 64)
     launch_prefill<2, KT>(q_abs, q_sink, ld_q, T, t0, kc, vc, g, scale, alibi, extra_logit, out, s);
@@ -326,7 +327,7 @@ void dispatch_prefill(const float* q_abs, const float* q_sink, int64_t ld_q, int
 
 void attention_prefill(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
                        const void* kcache, const void* vcache, const cpu::AttnGeometry& g, float scale,
-                       const float* alibi, const float* extra_logit, float* out, cudaStream_t s) {
+                       const float* alibi, const float* extra_logit, float* out, Stream s) {
   if (T <= 0 || g.n_heads <= 0) return;
   if (g.head_dim <= 0 || g.head_dim > kMaxHeadDim)
     throw Error("attention_prefill: head_dim " + std::to_string(g.head_dim) + " is not in [1, " +

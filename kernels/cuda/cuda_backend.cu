@@ -21,6 +21,7 @@
 // steady-state decode step); kv_store and attention recorded there read t0 from a device scalar that
 // graph_launch(t0) sets before replaying, so one capture serves every later position of the stream.
 #include <algorithm>      // std::max
+#include <cstdlib>        // std::getenv
 #include <limits>         // std::numeric_limits
 #include <string>         // std::string, std::to_string
 #include <unordered_set>  // std::unordered_set
@@ -49,7 +50,8 @@ class GrowBuffer {
   GrowBuffer& operator=(const GrowBuffer&) = delete;
   ~GrowBuffer() { cudaFree(p_); }  // never throws
 
-  void* get(size_t bytes, cudaStream_t s, bool capturing, const char* what) {
+  // zero: a new allocation is zero-filled (on s) before use.
+  void* get(size_t bytes, cudaStream_t s, bool capturing, const char* what, bool zero = false) {
     if (bytes <= bytes_) return p_;
     SLLM_CHECK(!capturing, std::string(what) + ": scratch must be sized by an eager step before a graph capture");
     CUDA_CHECK(cudaStreamSynchronize(s));
@@ -58,6 +60,7 @@ class GrowBuffer {
     bytes_ = 0;
     CUDA_CHECK(cudaMalloc(&p_, bytes));
     bytes_ = bytes;
+    if (zero) CUDA_CHECK(cudaMemsetAsync(p_, 0, bytes, s));
     return p_;
   }
 
@@ -68,8 +71,12 @@ class GrowBuffer {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, bool fused_ops) : device_(device), fused_ops_(fused_ops) {
+  CudaBackend(int device, bool fused_ops, bool pdl) : device_(device), fused_ops_(fused_ops) {
     CUDA_CHECK(cudaSetDevice(device_));
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+    const char* env = std::getenv("SLLM_CUDA_PDL");
+    pdl_ = pdl && major >= 9 && !(env && std::string(env) == "0");
     CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy default stream (cuda_upload)
     try {
       CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -142,11 +149,11 @@ class CudaBackend final : public Backend {
     if (T <= 0 || N <= 0) return;
     if (K <= 0) {  // empty sum: Y = bias (or 0)
       CUDA_CHECK(cudaMemset2DAsync(Y, size_t(ldy) * 4, 0, size_t(N) * 4, size_t(T), stream_));
-      if (bias) cuda::add_bias(Y, bias, T, N, ldy, stream_);
+      if (bias) cuda::add_bias(Y, bias, T, N, ldy, st());
       return;
     }
     if (cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // decode-sized T: bandwidth-bound, f32 X, fused bias
-      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, false, stream_);
+      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, false, st());
       return;
     }
     const int m = as_int(N, "N"), n = as_int(T, "T"), k = as_int(K, "K");
@@ -159,17 +166,17 @@ class CudaBackend final : public Backend {
     } else {
       const cudaDataType dt = wt == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
       void* Xh = x16_.get(size_t(T) * size_t(K) * 2, stream_, capturing_, "cuda linear");  // (T, K) contiguous
-      cuda::convert_rows(X, T, K, ldx, wt, Xh, stream_);
+      cuda::convert_rows(X, T, K, ldx, wt, Xh, st());
       CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, W, dt, k, Xh, dt, k, &zero, Y,
                                 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
-    if (bias) cuda::add_bias(Y, bias, T, N, ldy, stream_);
+    if (bias) cuda::add_bias(Y, bias, T, N, ldy, st());
   }
 
   void linear_add(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
                   const float* bias, float* Y, int64_t ldy, float* tmp) override {
     if (fused_ops_ && T > 0 && N > 0 && cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // the add in the GEMV epilogue
-      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, true, stream_);
+      cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, true, st());
       return;
     }
     Backend::linear_add(X, T, K, ldx, W, wt, N, bias, Y, ldy, tmp);
@@ -178,7 +185,7 @@ class CudaBackend final : public Backend {
   void linear_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
                      float* out, float* tmp) override {
     if (fused_ops_ && T > 0 && F > 0 && cuda::can_gemv16(X, T, K, ldx, Wgu, wt)) {
-      cuda::gemv16_swiglu(X, T, K, ldx, Wgu, wt, F, out, F, stream_);
+      cuda::gemv16_swiglu(X, T, K, ldx, Wgu, wt, F, out, F, st());
       return;
     }
     Backend::linear_swiglu(X, T, K, ldx, Wgu, wt, F, out, tmp);
@@ -187,28 +194,28 @@ class CudaBackend final : public Backend {
   void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
             float* y) override {
     if (op == NormOp::RMS)
-      cuda::rmsnorm(x, w, eps, T, D, y, stream_);
+      cuda::rmsnorm(x, w, eps, T, D, y, st());
     else
-      cuda::layernorm(x, w, b, eps, T, D, y, stream_);
+      cuda::layernorm(x, w, b, eps, T, D, y, st());
   }
 
   void rope(float* x, int64_t T, int64_t H, int64_t hd, int64_t ld, int64_t rot, const float* c, const float* s,
             bool inter) override {
-    cuda::rope(x, T, H, hd, ld, rot, c, s, inter, stream_);
+    cuda::rope(x, T, H, hd, ld, rot, c, s, inter, st());
   }
 
-  void activation(ActOp op, float* x, int64_t n) override { cuda::activation(op, x, n, stream_); }
+  void activation(ActOp op, float* x, int64_t n) override { cuda::activation(op, x, n, st()); }
 
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t T, int64_t F, float* o) override {
-    cuda::swiglu(g, ldg, u, ldu, T, F, o, stream_);
+    cuda::swiglu(g, ldg, u, ldu, T, F, o, st());
   }
 
-  void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, stream_); }
+  void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, st()); }
 
   void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) override {
     SLLM_CHECK(t == DType::F32 || t == DType::F16 || t == DType::BF16,
                std::string("cuda embedding: table dtype must be f32, f16 or bf16, got ") + dtype_name(t));
-    cuda::embedding(ids, T, table, t, D, out, stream_);
+    cuda::embedding(ids, T, table, t, D, out, st());
   }
 
   void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
@@ -216,14 +223,16 @@ class CudaBackend final : public Backend {
                  float* out) override {
     if (T <= 0) return;
     if (T > kDecodeMaxT && !capturing_) {
-      cuda::attention_prefill(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out, stream_);
+      cuda::attention_prefill(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out, st());
       return;
     }
     const cuda::DecodePlan plan = cuda::decode_plan(g, T, num_sms_);
     float* part =
         static_cast<float*>(attn_part_.get(plan.scratch_floats * sizeof(float), stream_, capturing_, "cuda attention"));
+    int* counters = static_cast<int*>(
+        attn_count_.get(plan.counters * sizeof(int), stream_, capturing_, "cuda attention", /*zero=*/true));
     cuda::attention_decode(qa, qs, ldq, T, t0, capturing_ ? t0_dev_ : nullptr, k, v, g, scale, alibi, extra, out,
-                           plan, part, stream_);
+                           plan, part, counters, st());
   }
 
   void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
@@ -234,12 +243,12 @@ class CudaBackend final : public Backend {
       return;
     }
     cuda::rope_store(q, ldq, qs, k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, rot, inter, cos, sin, cos_s,
-                     sin_s, kc, vc, g, stream_);
+                     sin_s, kc, vc, g, st());
   }
 
   void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc,
                 void* vc, const cpu::AttnGeometry& g) override {
-    cuda::kv_store(k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, kc, vc, g, stream_);
+    cuda::kv_store(k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, kc, vc, g, st());
   }
 
   void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t n) override {
@@ -248,13 +257,13 @@ class CudaBackend final : public Backend {
                                  cudaMemcpyDeviceToDevice, stream_));
   }
 
-  void clamp(float* x, int64_t n, float lo, float hi) override { cuda::clamp(x, n, lo, hi, stream_); }
+  void clamp(float* x, int64_t n, float lo, float hi) override { cuda::clamp(x, n, lo, hi, st()); }
 
   // Only the id crosses to the host; the 4-byte copy waits for the kernel (and every op queued before it).
   int32_t sample(const float* logits, int64_t V, const SampleParams& p, double u01) override {
     if (!cuda::sample_supported(V, p)) return -1;
     if (!sample_out_) sample_out_ = static_cast<int32_t*>(alloc(sizeof(int32_t)));  // freed with held_
-    cuda::sample(logits, V, p, u01, sample_out_, stream_);
+    cuda::sample(logits, V, p, u01, sample_out_, st());
     int32_t id = -1;
     CUDA_CHECK(cudaMemcpyAsync(&id, sample_out_, sizeof id, cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -268,7 +277,7 @@ class CudaBackend final : public Backend {
     double* d_out = static_cast<double*>(buf);  // doubles first: aligned
     auto* d_tg = reinterpret_cast<int32_t*>(static_cast<char*>(buf) + ob);
     CUDA_CHECK(cudaMemcpyAsync(d_tg, targets, tb, cudaMemcpyHostToDevice, stream_));
-    cuda::nll(logits, T, V, d_tg, d_out, stream_);
+    cuda::nll(logits, T, V, d_tg, d_out, st());
     CUDA_CHECK(cudaMemcpyAsync(out, d_out, ob, cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     return true;
@@ -327,13 +336,16 @@ class CudaBackend final : public Backend {
 
   int device_;
   bool fused_ops_;  // rope_store / linear_add / linear_swiglu as one kernel each (else Backend's defaults)
+  bool pdl_ = false;  // our kernels launch with programmatic dependent launch (cuda_common.cuh)
   cudaStream_t stream_ = nullptr;
+  cuda::Stream st() const { return cuda::Stream(stream_, pdl_); }
   cublasHandle_t cublas_ = nullptr;
   static constexpr size_t kCublasWorkspace = size_t(32) << 20;
   void* cublas_ws_ = nullptr;
   std::unordered_set<void*> held_;  // live allocations, freed by the destructor
   GrowBuffer x16_;          // (T, K) 16-bit copy of a linear's X for the cuBLAS path
   GrowBuffer attn_part_;    // decode attention partials
+  GrowBuffer attn_count_;   // decode attention: a counter per (token, head), zero between launches
   GrowBuffer nll_buf_;      // nll(): results, then targets
   int num_sms_ = 1;
   bool capturing_ = false;
@@ -358,13 +370,13 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, bool fused_ops) {
+std::unique_ptr<Backend> make_cuda_backend(int device, bool fused_ops, bool pdl) {
   const int n = cuda_device_count();
   if (n == 0) throw Error("cuda backend: no CUDA device is visible (cudaGetDeviceCount reports none)");
   if (device < 0 || device >= n)
     throw Error("cuda backend: device " + std::to_string(device) + " does not exist (" + std::to_string(n) +
                 " visible)");
-  return std::make_unique<CudaBackend>(device, fused_ops);
+  return std::make_unique<CudaBackend>(device, fused_ops, pdl);
 }
 
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes) {

@@ -22,7 +22,10 @@ int cuda_device_count();
 // there is no such device or the CUDA runtime / cuBLAS cannot start on it. fused_ops = false runs rope_store,
 // linear_add and linear_swiglu as their plain ops (Backend's defaults) instead of one kernel each: the same
 // results up to f32 rounding, for measuring what the fused kernels save (bench_cuda) and as a fallback.
-std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fused_ops = true);
+// pdl = true launches the kernels with programmatic dependent launch on compute capability 9.0+ (each kernel's
+// launch overlaps its predecessor's tail; the environment variable SLLM_CUDA_PDL=0 turns it off): the same results,
+// bit for bit.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fused_ops = true, bool pdl = true);
 
 // Blocking copies between host memory and device memory (from a CUDA backend's alloc()). Throw sllm::Error.
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes);

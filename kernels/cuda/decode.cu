@@ -12,11 +12,12 @@
 // 0..n_sink-1 (scored with q_sink) then stream tokens a0..t (scored with q_abs), n_keys <= S + R + 1 in all. The
 // key range [0, S + R + 1) is cut into `splits` equal chunks; block (chunk c, head h, token i) scores its chunk's
 // keys (one warp per key, lanes across head_dim, four keys per warp in flight), takes the chunk's max m and
-// sum l of exp(s - m), accumulates o = sum_j exp(s_j - m) V_j, and writes (m, l, o) to a scratch row. A second
-// kernel merges the chunks exactly (m = max_c m_c, l = sum_c l_c e^{m_c - m} + e^{extra - m},
-// out = sum_c o_c e^{m_c - m} / l). The grid depends on the cache geometry only, never on t, so a CUDA graph of
-// the decode step replays unchanged as the stream advances: t0 may be read from device memory (t0_dev), and
-// chunks beyond the keys admitted so far write an empty partial (m = -inf, l = 0).
+// sum l of exp(s - m), accumulates o = sum_j exp(s_j - m) V_j, and writes (m, l, o) to a scratch row. The last
+// block of (token, head) to finish (an atomic counter) merges the chunks exactly (m = max_c m_c,
+// l = sum_c l_c e^{m_c - m} + e^{extra - m}, out = sum_c o_c e^{m_c - m} / l), so attention is one kernel. The
+// grid depends on the cache geometry only, never on t, so a CUDA graph of the decode step replays unchanged as the
+// stream advances: t0 may be read from device memory (t0_dev), and chunks beyond the keys admitted so far write
+// an empty partial (m = -inf, l = 0).
 #include <cuda_fp16.h>  // __half2float, __ushort_as_half, __half2
 
 #include <algorithm>  // std::min, std::max
@@ -82,11 +83,21 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int lane = threadIdx.x & 31;
   const int64_t warp_id = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
   const int64_t n0 = SWIGLU ? warp_id : warp_id * RW;
-  if (n0 >= N) return;
   const int64_t K8 = K / 8;
   const uint4* w[RW];
 #pragma unroll
   for (int r = 0; r < RW; ++r) w[r] = W + (SWIGLU ? n0 + r * N : min(n0 + r, N - 1)) * K8;
+  // The weights are constant: under PDL, bring the first iteration's lines (one prefetch per 128 bytes) into L2
+  // while the previous kernel finishes; X, Y and the bias are touched only after the wait.
+  if (n0 < N && lane % 8 == 0) {
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < RW; ++r)
+        if (lane + 32 * u < K8) prefetch_l2(w[r] + lane + 32 * u);
+  }
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
+  if (n0 >= N) return;
   float acc[TT][RW];
 #pragma unroll
   for (int t = 0; t < TT; ++t)
@@ -131,15 +142,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 
 template <bool BF16, bool SWIGLU>
 void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
-                   float* Y, int64_t ldy, bool accumulate, cudaStream_t s) {
+                   float* Y, int64_t ldy, bool accumulate, Stream s) {
   const int64_t per_block = int64_t(kGemvWarps) * (SWIGLU ? 1 : kGemvRows);
   const unsigned grid = unsigned((N + per_block - 1) / per_block);
   const auto* w = static_cast<const uint4*>(W);
   switch (T) {
-#define SLLM_GEMV_CASE(TT)                                                                                 \
-  case TT:                                                                                                 \
-    gemv16_kernel<TT, kGemvRows, BF16, SWIGLU><<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, w, K, N, bias, Y,  \
-                                                                                ldy, accumulate);           \
+#define SLLM_GEMV_CASE(TT)                                                                                \
+  case TT:                                                                                                \
+    launch(gemv16_kernel<TT, kGemvRows, BF16, SWIGLU>, grid, kGemvWarps * 32, 0, s, X, ldx, w, K, N, bias, Y, \
+           ldy, accumulate);                                                                              \
     break;
     SLLM_GEMV_CASE(1)
     SLLM_GEMV_CASE(2)
@@ -182,30 +193,16 @@ __device__ __forceinline__ KeySet key_set(int64_t t, const cpu::AttnGeometry& g)
 // Scratch row of one (token, head, chunk): o[hd], then m, then l.
 __device__ __forceinline__ int64_t part_stride(int64_t hd) { return hd + 2; }
 
-// grid (splits, n_heads, T), block kDecWarps * 32. Dynamic shared memory: q_sink, q_abs (hd floats each), p
-// (chunk floats), slot (chunk ints).
-// part: (T, H, splits, hd + 2).
+// One chunk's partial (o[hd], m, l) of query token t, head h: keys [j0, j1) of its admitted keys, j0 < j1.
 template <class KT>
-__global__ void __launch_bounds__(kDecWarps * 32)
-    attn_decode_kernel(const float* __restrict__ q_abs, const float* __restrict__ q_sink, int64_t ld_q, int64_t t0_arg,
-                       const int64_t* __restrict__ t0_dev, const KT* __restrict__ kcache,
-                       const KT* __restrict__ vcache, cpu::AttnGeometry g, float scale,
-                       const float* __restrict__ alibi, int64_t chunk, float* __restrict__ part) {
+__device__ __forceinline__ void chunk_partial(const float* __restrict__ q_abs, const float* __restrict__ q_sink,
+                                              int64_t ld_q, int64_t i, int64_t h, int64_t t, const KeySet& ks,
+                                              int64_t j0, int64_t j1, const KT* __restrict__ kcache,
+                                              const KT* __restrict__ vcache, const cpu::AttnGeometry& g, float scale,
+                                              const float* __restrict__ alibi, int64_t chunk,
+                                              float* __restrict__ out) {
   extern __shared__ float smem[];
   const int64_t H = g.n_heads, hd = g.head_dim, S = g.sinks;
-  const int64_t c = blockIdx.x, h = blockIdx.y, i = blockIdx.z;
-  const int64_t t = (t0_dev ? *t0_dev : t0_arg) + i;
-  const KeySet ks = key_set(t, g);
-  const int64_t j0 = c * chunk, j1 = min(j0 + chunk, ks.n_keys);
-  float* out = part + ((i * H + h) * int64_t(gridDim.x) + c) * part_stride(hd);
-  if (j0 >= j1) {  // nothing admitted in this chunk (yet)
-    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) out[d] = 0.0f;
-    if (threadIdx.x == 0) {
-      out[hd] = -INFINITY;
-      out[hd + 1] = 0.0f;
-    }
-    return;
-  }
   const int64_t kvh = h / (H / g.n_kv_heads);
   const KT* K = kcache + kvh * g.capacity * hd;
   const KT* V = vcache + kvh * g.capacity * hd;
@@ -296,27 +293,70 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   }
 }
 
-// grid (H, T), block 128. Merges the chunks of (token i, head h) with the extra logit; out: (T, H, hd).
-__global__ void attn_combine_kernel(const float* __restrict__ part, int64_t splits, int64_t H, int64_t hd,
-                                    const float* __restrict__ extra_logit, float* __restrict__ out) {
-  const int64_t h = blockIdx.x, i = blockIdx.y;
+// Merges the `splits` partials of (token i, head h) with the extra logit into out[(i * H + h) * hd ..]. The
+// partials were written by other blocks of this grid: read through L2 (__ldcg), never a stale L1 line.
+__device__ __forceinline__ void merge_partials(const float* part, int64_t splits, int64_t H, int64_t hd, int64_t i,
+                                               int64_t h, const float* __restrict__ extra_logit,
+                                               float* __restrict__ out) {
   const float* P = part + (i * H + h) * splits * part_stride(hd);
   float m = extra_logit ? extra_logit[h] : -INFINITY;
-  for (int64_t c = 0; c < splits; ++c) m = fmaxf(m, P[c * part_stride(hd) + hd]);
+  for (int64_t c = 0; c < splits; ++c) m = fmaxf(m, __ldcg(P + c * part_stride(hd) + hd));
   float l = extra_logit ? expf(extra_logit[h] - m) : 0.0f;
   for (int64_t c = 0; c < splits; ++c) {
-    const float mc = P[c * part_stride(hd) + hd];
-    if (mc != -INFINITY) l += P[c * part_stride(hd) + hd + 1] * expf(mc - m);
+    const float mc = __ldcg(P + c * part_stride(hd) + hd);
+    if (mc != -INFINITY) l += __ldcg(P + c * part_stride(hd) + hd + 1) * expf(mc - m);
   }
   const float inv = 1.0f / l;
   for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
     float o = 0.0f;
     for (int64_t c = 0; c < splits; ++c) {
-      const float mc = P[c * part_stride(hd) + hd];
-      if (mc != -INFINITY) o += P[c * part_stride(hd) + d] * expf(mc - m);
+      const float mc = __ldcg(P + c * part_stride(hd) + hd);
+      if (mc != -INFINITY) o += __ldcg(P + c * part_stride(hd) + d) * expf(mc - m);
     }
     out[(i * H + h) * hd + d] = o * inv;
   }
+}
+
+// grid (splits, n_heads, T), block kDecWarps * 32. Dynamic shared memory: q_sink, q_abs (hd floats each), p
+// (chunk floats), slot (chunk ints). part: (T, H, splits, hd + 2) scratch; counters: (T, H) ints, zero before the
+// launch and zero again after it. Each block writes its chunk's partial, then counts itself in its (token, head)
+// counter; the block that counts last merges the partials into out (T, H, hd) and resets the counter: one kernel
+// where flash-decoding usually takes two, with the same merge order and so the same bits.
+template <class KT>
+__global__ void __launch_bounds__(kDecWarps * 32)
+    attn_decode_kernel(const float* __restrict__ q_abs, const float* __restrict__ q_sink, int64_t ld_q, int64_t t0_arg,
+                       const int64_t* __restrict__ t0_dev, const KT* __restrict__ kcache,
+                       const KT* __restrict__ vcache, cpu::AttnGeometry g, float scale,
+                       const float* __restrict__ alibi, int64_t chunk, float* part,
+                       const float* __restrict__ extra_logit, float* __restrict__ out, int* __restrict__ counters) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
+  const int64_t H = g.n_heads, hd = g.head_dim, splits = gridDim.x;
+  const int64_t c = blockIdx.x, h = blockIdx.y, i = blockIdx.z;
+  const int64_t t = (t0_dev ? *t0_dev : t0_arg) + i;
+  const KeySet ks = key_set(t, g);
+  const int64_t j0 = c * chunk, j1 = min(j0 + chunk, ks.n_keys);
+  float* mine = part + ((i * H + h) * splits + c) * part_stride(hd);
+  if (j0 < j1) {
+    chunk_partial(q_abs, q_sink, ld_q, i, h, t, ks, j0, j1, kcache, vcache, g, scale, alibi, chunk, mine);
+  } else {  // nothing admitted in this chunk (yet): an empty partial
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) mine[d] = 0.0f;
+    if (threadIdx.x == 0) {
+      mine[hd] = -INFINITY;
+      mine[hd + 1] = 0.0f;
+    }
+  }
+  __shared__ bool last;
+  __threadfence();  // this block's partial is visible to the whole device before the block is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* n = counters + i * H + h;
+    last = atomicAdd(n, 1) == int(splits) - 1;
+    if (last) *n = 0;  // every block of (i, h) has counted: ready for the next launch (graph replays)
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  merge_partials(part, splits, H, hd, i, h, extra_logit, out);
 }
 
 }  // namespace
@@ -329,7 +369,7 @@ bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W
 }
 
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
-            const float* bias, float* Y, int64_t ldy, bool accumulate, cudaStream_t s) {
+            const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s) {
   if (N <= 0 || T <= 0) return;
   if (wt == DType::BF16)
     launch_gemv16<true, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
@@ -338,7 +378,7 @@ void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DT
 }
 
 void gemv16_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
-                   float* out, int64_t ldo, cudaStream_t s) {
+                   float* out, int64_t ldo, Stream s) {
   if (F <= 0 || T <= 0) return;
   if (wt == DType::BF16)
     launch_gemv16<true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s);
@@ -358,29 +398,26 @@ DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {
   p.splits = (max_keys + chunk - 1) / chunk;
   p.scratch_floats = size_t(std::max<int64_t>(T, 1)) * size_t(g.n_heads) * size_t(p.splits) *
                      size_t(g.head_dim + 2);
+  p.counters = size_t(std::max<int64_t>(T, 1)) * size_t(g.n_heads);
   return p;
 }
 
 void attention_decode(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
                       const int64_t* t0_dev, const void* kcache, const void* vcache, const cpu::AttnGeometry& g,
                       float scale, const float* alibi, const float* extra_logit, float* out,
-                      const DecodePlan& plan, float* scratch, cudaStream_t s) {
+                      const DecodePlan& plan, float* scratch, int* counters, Stream s) {
   if (T <= 0 || g.n_heads <= 0) return;
   const size_t smem = size_t(2 * g.head_dim + 2 * plan.chunk) * sizeof(float);
   SLLM_CHECK(smem <= 48 * 1024, "cuda attention: head_dim " + std::to_string(g.head_dim) + " is too large");
   const dim3 grid(unsigned(plan.splits), unsigned(g.n_heads), unsigned(T));
   if (g.kv_f16)
-    attn_decode_kernel<__half><<<grid, kDecWarps * 32, smem, s>>>(
-        q_abs, q_sink, ld_q, t0, t0_dev, static_cast<const __half*>(kcache), static_cast<const __half*>(vcache), g,
-        scale, alibi, plan.chunk, scratch);
+    launch(attn_decode_kernel<__half>, grid, kDecWarps * 32, smem, s, q_abs, q_sink, ld_q, t0, t0_dev,
+           static_cast<const __half*>(kcache), static_cast<const __half*>(vcache), g, scale, alibi, plan.chunk,
+           scratch, extra_logit, out, counters);
   else
-    attn_decode_kernel<float><<<grid, kDecWarps * 32, smem, s>>>(
-        q_abs, q_sink, ld_q, t0, t0_dev, static_cast<const float*>(kcache), static_cast<const float*>(vcache), g,
-        scale, alibi, plan.chunk, scratch);
-  CUDA_CHECK(cudaGetLastError());
-  attn_combine_kernel<<<dim3(unsigned(g.n_heads), unsigned(T)), 128, 0, s>>>(scratch, plan.splits, g.n_heads,
-                                                                             g.head_dim, extra_logit, out);
-  CUDA_CHECK(cudaGetLastError());
+    launch(attn_decode_kernel<float>, grid, kDecWarps * 32, smem, s, q_abs, q_sink, ld_q, t0, t0_dev,
+           static_cast<const float*>(kcache), static_cast<const float*>(vcache), g, scale, alibi, plan.chunk,
+           scratch, extra_logit, out, counters);
 }
 
 }  // namespace sllm::cuda

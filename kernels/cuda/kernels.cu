@@ -41,6 +41,7 @@ __device__ float block_sum(float v, float* red) {
 
 // grid (T), block kThreads. x, y: (T, D) (may alias); w: (D).
 __global__ void rmsnorm_kernel(const float* x, const float* __restrict__ w, float eps, int64_t D, float* y) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   __shared__ float red[32];
   const float* xr = x + int64_t(blockIdx.x) * D;
   float* yr = y + int64_t(blockIdx.x) * D;
@@ -54,6 +55,7 @@ __global__ void rmsnorm_kernel(const float* x, const float* __restrict__ w, floa
 // grid (T), block kThreads. x, y: (T, D) (may alias); w: (D); b: (D) or null.
 __global__ void layernorm_kernel(const float* x, const float* __restrict__ w, const float* __restrict__ b,
                                  float eps, int64_t D, float* y) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   __shared__ float red[32];
   const float* xr = x + int64_t(blockIdx.x) * D;
   float* yr = y + int64_t(blockIdx.x) * D;
@@ -77,6 +79,7 @@ __global__ void layernorm_kernel(const float* x, const float* __restrict__ w, co
 // One thread per rotated pair, over (T, H, rot_dims/2). x: (T, H, hd) stride ld; cos, sin: (T, rot_dims/2).
 __global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t hd, int64_t ld, int64_t half,
                             const float* __restrict__ cos, const float* __restrict__ sin, bool interleaved) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   const int64_t n = T * H * half;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = idx % half, th = idx / half, h = th % H, t = th / H;
@@ -96,6 +99,7 @@ __global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t hd, int64_t 
 
 // x: (n) in place.
 __global__ void activation_kernel(ActOp op, float* x, int64_t n) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   SLLM_GRID_STRIDE(i, n) {
     const float v = x[i];
     switch (op) {
@@ -109,6 +113,7 @@ __global__ void activation_kernel(ActOp op, float* x, int64_t n) {
 // gate: (T, F) stride ldg; up: (T, F) stride ldu; out: (T, F) contiguous (may alias gate).
 __global__ void swiglu_kernel(const float* gate, int64_t ldg, const float* __restrict__ up, int64_t ldu, int64_t T,
                               int64_t F, float* out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   SLLM_GRID_STRIDE(idx, T * F) {
     const int64_t t = idx / F, i = idx % F;
     const float g = gate[t * ldg + i];
@@ -118,22 +123,26 @@ __global__ void swiglu_kernel(const float* gate, int64_t ldg, const float* __res
 
 // y, x: (n).
 __global__ void add_kernel(float* y, const float* x, int64_t n) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   SLLM_GRID_STRIDE(i, n) y[i] += x[i];
 }
 
 // x: (n). NaN maps to lo, as std::min(hi, std::max(lo, x)) does on the CPU.
 __global__ void clamp_kernel(float* x, int64_t n, float lo, float hi) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   SLLM_GRID_STRIDE(i, n) x[i] = fminf(hi, fmaxf(lo, x[i]));
 }
 
 // Y: (T, N) stride ldy; bias: (N).
 __global__ void add_bias_kernel(float* Y, const float* __restrict__ bias, int64_t T, int64_t N, int64_t ldy) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   SLLM_GRID_STRIDE(idx, T * N) Y[(idx / N) * ldy + idx % N] += bias[idx % N];
 }
 
 // X: (T, K) stride ldx -> out: (T, K) contiguous 16-bit (F16 when half, else BF16), round to nearest even.
 __global__ void convert_rows_kernel(const float* __restrict__ X, int64_t T, int64_t K, int64_t ldx, bool half,
                                     uint16_t* __restrict__ out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   SLLM_GRID_STRIDE(idx, T * K) {
     const float v = X[(idx / K) * ldx + idx % K];
     out[idx] = half ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v));
@@ -143,6 +152,7 @@ __global__ void convert_rows_kernel(const float* __restrict__ X, int64_t T, int6
 // grid (T), block kThreads. ids: (T); table: (V, D) in t; out: (T, D). Conversions are exact.
 __global__ void embedding_kernel(const int32_t* __restrict__ ids, const void* __restrict__ table, DType t,
                                  int64_t D, float* __restrict__ out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   const int64_t row = ids[blockIdx.x];
   float* o = out + int64_t(blockIdx.x) * D;
   for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
@@ -164,6 +174,7 @@ __global__ void embedding_kernel(const int32_t* __restrict__ ids, const void* __
 // the sum in double, as token_nll does on the host.
 __global__ void nll_kernel(const float* __restrict__ logits, int64_t V, const int32_t* __restrict__ targets,
                            double* __restrict__ out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   __shared__ float fred[32];
   __shared__ double dred[32];
   const float* row = logits + int64_t(blockIdx.x) * V;
@@ -203,6 +214,7 @@ template <class KT>
 __global__ void kv_store_kernel(const float* __restrict__ k, int64_t ldk, const float* __restrict__ v, int64_t ldv,
                                 int64_t T, int64_t t0_arg, const int64_t* __restrict__ t0_dev,
                                 KT* __restrict__ kcache, KT* __restrict__ vcache, cpu::AttnGeometry g) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   const int64_t hd = g.head_dim, n = T * g.n_kv_heads * hd;
   const int64_t t0 = t0_dev ? *t0_dev : t0_arg;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
@@ -224,6 +236,7 @@ __global__ void rope_store_kernel(float* __restrict__ q, int64_t ldq, float* __r
                                   const float* __restrict__ cos, const float* __restrict__ sin,
                                   const float* __restrict__ cos_s, const float* __restrict__ sin_s,
                                   KT* __restrict__ kcache, KT* __restrict__ vcache, cpu::AttnGeometry g) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   const int64_t H = g.n_heads, hd = g.head_dim, rot = 2 * half;
   const int64_t i = blockIdx.y, h = blockIdx.x;
   const int64_t p = threadIdx.x;  // pair p < half, pass-through element rot + p < hd
@@ -264,67 +277,67 @@ __global__ void rope_store_kernel(float* __restrict__ q, int64_t ldq, float* __r
 
 // ---- launchers -----------------------------------------------------------------------------------------------
 
-void rmsnorm(const float* x, const float* w, float eps, int64_t T, int64_t D, float* y, cudaStream_t s) {
+void rmsnorm(const float* x, const float* w, float eps, int64_t T, int64_t D, float* y, Stream s) {
   if (T <= 0) return;
-  rmsnorm_kernel<<<unsigned(T), kThreads, 0, s>>>(x, w, eps, D, y);
+  launch(rmsnorm_kernel, unsigned(T), kThreads, 0, s, x, w, eps, D, y);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void layernorm(const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D, float* y,
-               cudaStream_t s) {
+               Stream s) {
   if (T <= 0) return;
-  layernorm_kernel<<<unsigned(T), kThreads, 0, s>>>(x, w, b, eps, D, y);
+  launch(layernorm_kernel, unsigned(T), kThreads, 0, s, x, w, b, eps, D, y);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void rope(float* x, int64_t T, int64_t H, int64_t head_dim, int64_t ld, int64_t rot_dims, const float* cos,
-          const float* sin, bool interleaved, cudaStream_t s) {
+          const float* sin, bool interleaved, Stream s) {
   const int64_t n = T * H * (rot_dims / 2);
   if (n <= 0) return;
-  rope_kernel<<<grid_for(n), kThreads, 0, s>>>(x, T, H, head_dim, ld, rot_dims / 2, cos, sin, interleaved);
+  launch(rope_kernel, grid_for(n), kThreads, 0, s, x, T, H, head_dim, ld, rot_dims / 2, cos, sin, interleaved);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void activation(ActOp op, float* x, int64_t n, cudaStream_t s) {
+void activation(ActOp op, float* x, int64_t n, Stream s) {
   if (n <= 0) return;
-  activation_kernel<<<grid_for(n), kThreads, 0, s>>>(op, x, n);
+  launch(activation_kernel, grid_for(n), kThreads, 0, s, op, x, n);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void swiglu(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T, int64_t F, float* out,
-            cudaStream_t s) {
+            Stream s) {
   if (T * F <= 0) return;
-  swiglu_kernel<<<grid_for(T * F), kThreads, 0, s>>>(gate, ldg, up, ldu, T, F, out);
+  launch(swiglu_kernel, grid_for(T * F), kThreads, 0, s, gate, ldg, up, ldu, T, F, out);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void add(float* y, const float* x, int64_t n, cudaStream_t s) {
+void add(float* y, const float* x, int64_t n, Stream s) {
   if (n <= 0) return;
-  add_kernel<<<grid_for(n), kThreads, 0, s>>>(y, x, n);
+  launch(add_kernel, grid_for(n), kThreads, 0, s, y, x, n);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void clamp(float* x, int64_t n, float lo, float hi, cudaStream_t s) {
+void clamp(float* x, int64_t n, float lo, float hi, Stream s) {
   if (n <= 0) return;
-  clamp_kernel<<<grid_for(n), kThreads, 0, s>>>(x, n, lo, hi);
+  launch(clamp_kernel, grid_for(n), kThreads, 0, s, x, n, lo, hi);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out, cudaStream_t s) {
+void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out, Stream s) {
   if (T <= 0 || D <= 0) return;
-  embedding_kernel<<<unsigned(T), kThreads, 0, s>>>(ids, table, t, D, out);
+  launch(embedding_kernel, unsigned(T), kThreads, 0, s, ids, table, t, D, out);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void add_bias(float* Y, const float* bias, int64_t T, int64_t N, int64_t ldy, cudaStream_t s) {
+void add_bias(float* Y, const float* bias, int64_t T, int64_t N, int64_t ldy, Stream s) {
   if (T * N <= 0) return;
-  add_bias_kernel<<<grid_for(T * N), kThreads, 0, s>>>(Y, bias, T, N, ldy);
+  launch(add_bias_kernel, grid_for(T * N), kThreads, 0, s, Y, bias, T, N, ldy);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, void* out, cudaStream_t s) {
+void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, void* out, Stream s) {
   if (T * K <= 0) return;
-  convert_rows_kernel<<<grid_for(T * K), kThreads, 0, s>>>(X, T, K, ldx, to == DType::F16,
+  launch(convert_rows_kernel, grid_for(T * K), kThreads, 0, s, X, T, K, ldx, to == DType::F16,
                                                            static_cast<uint16_t*>(out));
   CUDA_CHECK(cudaGetLastError());
 }
@@ -332,39 +345,39 @@ void convert_rows(const float* X, int64_t T, int64_t K, int64_t ldx, DType to, v
 void rope_store(float* q, int64_t ldq, float* qs, const float* k, int64_t ldk, const float* v, int64_t ldv,
                 int64_t T, int64_t t0, const int64_t* t0_dev, int64_t rot_dims, bool interleaved, const float* cos,
                 const float* sin, const float* cos_s, const float* sin_s, void* kcache, void* vcache,
-                const cpu::AttnGeometry& g, cudaStream_t s) {
+                const cpu::AttnGeometry& g, Stream s) {
   if (T <= 0) return;
   const int64_t half = rot_dims / 2;
   const int64_t need = std::max(half, g.head_dim - 2 * half);
   const unsigned threads = unsigned(std::min<int64_t>(1024, std::max<int64_t>(32, (need + 31) / 32 * 32)));
   const dim3 grid(unsigned(g.n_heads + g.n_kv_heads), unsigned(T));
   if (g.kv_f16)
-    rope_store_kernel<__half><<<grid, threads, 0, s>>>(q, ldq, qs, k, ldk, v, ldv, t0, t0_dev, half, interleaved,
+    launch(rope_store_kernel<__half>, grid, threads, 0, s, q, ldq, qs, k, ldk, v, ldv, t0, t0_dev, half, interleaved,
                                                       cos, sin, cos_s, sin_s, static_cast<__half*>(kcache),
                                                       static_cast<__half*>(vcache), g);
   else
-    rope_store_kernel<float><<<grid, threads, 0, s>>>(q, ldq, qs, k, ldk, v, ldv, t0, t0_dev, half, interleaved,
+    launch(rope_store_kernel<float>, grid, threads, 0, s, q, ldq, qs, k, ldk, v, ldv, t0, t0_dev, half, interleaved,
                                                      cos, sin, cos_s, sin_s, static_cast<float*>(kcache),
                                                      static_cast<float*>(vcache), g);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out, cudaStream_t s) {
+void nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out, Stream s) {
   if (T <= 0) return;
-  nll_kernel<<<unsigned(T), kThreads, 0, s>>>(logits, V, targets, out);
+  launch(nll_kernel, unsigned(T), kThreads, 0, s, logits, V, targets, out);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0,
-              const int64_t* t0_dev, void* kcache, void* vcache, const cpu::AttnGeometry& g, cudaStream_t s) {
+              const int64_t* t0_dev, void* kcache, void* vcache, const cpu::AttnGeometry& g, Stream s) {
   const int64_t n = T * g.n_kv_heads * g.head_dim;
   if (n <= 0) return;
   if (g.kv_f16)
-    kv_store_kernel<__half><<<grid_for(n), kThreads, 0, s>>>(k, ldk, v, ldv, T, t0, t0_dev,
+    launch(kv_store_kernel<__half>, grid_for(n), kThreads, 0, s, k, ldk, v, ldv, T, t0, t0_dev,
                                                             static_cast<__half*>(kcache),
                                                             static_cast<__half*>(vcache), g);
   else
-    kv_store_kernel<float><<<grid_for(n), kThreads, 0, s>>>(k, ldk, v, ldv, T, t0, t0_dev,
+    launch(kv_store_kernel<float>, grid_for(n), kThreads, 0, s, k, ldk, v, ldv, T, t0, t0_dev,
                                                            static_cast<float*>(kcache), static_cast<float*>(vcache),
                                                            g);
   CUDA_CHECK(cudaGetLastError());

@@ -55,6 +55,7 @@ __device__ __forceinline__ uint64_t pack(uint32_t key, int64_t id) {
 // grid (1), block kThreads. logits: (V); out: (1) the first index of the maximum.
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int64_t V,
                                                           int32_t* out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   __shared__ float s_val[kWarps];
   __shared__ int64_t s_idx[kWarps];
   // Each thread's indices increase, so a strict > keeps its first maximum; the merges prefer the lower index.
@@ -85,6 +86,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
 __global__ void __launch_bounds__(kThreads) topk_sample_kernel(const float* __restrict__ logits, int64_t V,
                                                                float temperature, int k, float top_p, float min_p,
                                                                double u01, int32_t* out) {
+  kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   __shared__ uint32_t hist[256];
   __shared__ uint64_t cand[kMaxCand];  // packed (key, id), sorted descending
   __shared__ double prob[kMaxCand];    // p_i = exp(v_i - v_0)
@@ -196,11 +198,11 @@ bool sample_supported(int64_t V, const SampleParams& p) {
   return p.temperature > 0.0f && candidates(V, p.top_k) <= kMaxCand;
 }
 
-void sample(const float* logits, int64_t V, const SampleParams& p, double u01, int32_t* out, cudaStream_t s) {
+void sample(const float* logits, int64_t V, const SampleParams& p, double u01, int32_t* out, Stream s) {
   if (p.temperature == 0.0f) {
-    argmax_kernel<<<1, kThreads, 0, s>>>(logits, V, out);
+    launch(argmax_kernel, 1, kThreads, 0, s, logits, V, out);
   } else {
-    topk_sample_kernel<<<1, kThreads, 0, s>>>(logits, V, p.temperature, int(candidates(V, p.top_k)), p.top_p,
+    launch(topk_sample_kernel, 1, kThreads, 0, s, logits, V, p.temperature, int(candidates(V, p.top_k)), p.top_p,
                                               p.min_p, u01, out);
   }
   CUDA_CHECK(cudaGetLastError());

@@ -26,6 +26,7 @@ TEST(CudaDecodePlan, CoversEveryAdmittedKeyInBoundedChunks) {
           EXPECT_GE(p.splits * p.chunk, keys);         // every key is in some chunk
           EXPECT_LT((p.splits - 1) * p.chunk, keys);   // and no chunk is always empty
           EXPECT_EQ(p.scratch_floats, size_t(H * p.splits * (128 + 2)));
+          EXPECT_EQ(p.counters, size_t(H));  // one per (token, head), T = 1
         }
 }
 

@@ -105,13 +105,36 @@ TEST(CudaDecoderGraph, ReplayEqualsEagerAndCpu) {
       }
     }
     EXPECT_EQ(eager.graph_replays(), 0);
-    // Steps n - (S + R + 1) of each pass are steady; the first of them runs eagerly, the rest replay.
     // Steps n - (S + R + 1) of each pass are steady; the first runs eagerly, the rest replay (in pass 1 each of
     // them first finds `other`'s graph and captures its own again, in the same step).
     EXPECT_EQ(graph.graph_replays(), 2 * (n - (S + R + 1) - 1));
     EXPECT_GE(graph.graph_nodes(), 1 + 5 * m.cfg.n_layers);  // at least embedding + a few kernels per layer
     EXPECT_EQ(eager.graph_nodes(), 0);
   }
+}
+
+// Programmatic dependent launch lets each kernel start while its predecessor finishes; every kernel waits before
+// touching what another one writes, so the results must not move by a bit. A kernel that read too early would
+// show up here as a difference (on a device with PDL: compute capability 9.0+; elsewhere both runs are the same
+// launches). bf16 weights, so decode takes the GEMV with its weight prefetch; f16 cache; graphs on, past the wrap.
+TEST(CudaDecoderGraph, ProgrammaticLaunchChangesNoBit) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
+  auto with = make_cuda_backend(0, true, true), without = make_cuda_backend(0, true, false);
+  const Model m = load_model(kDir + "llama_untied_bf16");
+  const int64_t S = 2, R = 5, n = 48, V = m.cfg.vocab_size;
+  Decoder a(m, *with, 4), b(m, *without, 4);
+  KVCache ca(*with, m.cfg, S, R, 4, DType::F16), cb(*without, m.cfg, S, R, 4, DType::F16);
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 104729 + 11) % V);
+  for (int64_t i = 0; i < n;) {
+    const int64_t T = i < 8 ? 4 : 1;  // a few chunks, then decode steps (graphs)
+    const float* la = a.forward(&ids[size_t(i)], T, ca, Logits::Last);
+    const std::vector<float> x(la, la + V);
+    const float* lb = b.forward(&ids[size_t(i)], T, cb, Logits::Last);
+    ASSERT_EQ(x, std::vector<float>(lb, lb + V)) << "token " << i;
+    i += T;
+  }
+  EXPECT_GT(a.graph_replays(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, CudaFamily,
