@@ -3,15 +3,19 @@
 // Fixtures come from scripts/make_fixtures.py (see tests/fixtures/models/README.md).
 #include <gtest/gtest.h>
 
-#include <algorithm>  // std::max
-#include <cmath>      // std::fabs
-#include <string>     // std::string
-#include <vector>     // std::vector
+#include <algorithm>      // std::max
+#include <cmath>          // std::fabs
+#include <cstdlib>        // std::malloc, std::free
+#include <cstring>        // std::memcpy, std::memset
+#include <string>         // std::string
+#include <unordered_set>  // std::unordered_set
+#include <vector>         // std::vector
 
 #include "core/error.h"           // Error
 #include "formats/safetensors.h"  // SafetensorsArchive
 #include "model/decoder.h"        // Decoder
 #include "model/model.h"          // load_model
+#include "ops/backend.h"          // Backend, cpu_backend
 #include "runtime/kv_cache.h"     // KVCache
 #include "runtime/stream.h"       // stream_nll
 
@@ -117,6 +121,111 @@ TEST_P(Family, FusedProjectionsEqualPlain) {
     const std::vector<float> px(x, x + V);
     expect_same(px.data(), fused.forward(&ids[size_t(i)], 1, cf, Logits::Last), 1, "token " + std::to_string(i));
   }
+}
+
+// The CPU's arithmetic behind a device's memory contract: host_memory() is false, so the decoder takes its device
+// path (weights placed and fused, the step's inputs staged and uploaded in one copy, logits downloaded), and every
+// buffer it allocates starts as NaN, so an input it forgot to upload, or uploaded to the wrong offset, poisons
+// the logits. What the CUDA tests check on a GPU, minus the kernels, on any machine.
+class DeviceLike final : public Backend {
+ public:
+  ~DeviceLike() override {
+    for (void* p : held_) std::free(p);
+  }
+  const char* name() const override { return "device-like"; }
+  void* alloc(size_t bytes) override {
+    void* p = std::malloc(std::max<size_t>(bytes, 1));
+    std::memset(p, 0xff, bytes);  // NaN in every float
+    held_.insert(p);
+    return p;
+  }
+  void release(void* p) override {
+    if (held_.erase(p)) std::free(p);
+  }
+  bool host_memory() const override { return false; }
+  void upload(void* dst, const void* src, size_t n) override {
+    ++uploads;
+    std::memcpy(dst, src, n);
+  }
+  void download(void* dst, const void* src, size_t n) override { std::memcpy(dst, src, n); }
+  void copy(void* dst, const void* src, size_t n) override { std::memcpy(dst, src, n); }
+  void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+              const float* bias, float* Y, int64_t ldy) override {
+    cpu().linear(X, T, K, ldx, W, wt, N, bias, Y, ldy);
+  }
+  void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
+            float* y) override {
+    cpu().norm(op, x, w, b, eps, T, D, y);
+  }
+  void rope(float* x, int64_t T, int64_t H, int64_t hd, int64_t ld, int64_t rot, const float* cos, const float* sin,
+            bool inter) override {
+    cpu().rope(x, T, H, hd, ld, rot, cos, sin, inter);
+  }
+  void activation(ActOp op, float* x, int64_t n) override { cpu().activation(op, x, n); }
+  void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t T, int64_t F, float* o) override {
+    cpu().swiglu(g, ldg, u, ldu, T, F, o);
+  }
+  void add(float* y, const float* x, int64_t n) override { cpu().add(y, x, n); }
+  void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) override {
+    cpu().embedding(ids, T, table, t, D, out);
+  }
+  void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
+                 const void* v, const cpu::AttnGeometry& g, float scale, const float* alibi, const float* extra,
+                 float* out) override {
+    cpu().attention(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out);
+  }
+  void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc, void* vc,
+                const cpu::AttnGeometry& g) override {
+    cpu().kv_store(k, ldk, v, ldv, T, t0, kc, vc, g);
+  }
+  void copy_rows(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t n) override {
+    cpu().copy_rows(src, lds, dst, ldd, rows, n);
+  }
+  void clamp(float* x, int64_t n, float lo, float hi) override { cpu().clamp(x, n, lo, hi); }
+
+  int64_t uploads = 0;
+
+ private:
+  static Backend& cpu() { return cpu_backend(); }
+  std::unordered_set<void*> held_;
+};
+
+TEST_P(Family, DevicePathEqualsHost) {
+  const std::string dir = kDir + GetParam();
+  Model m = load_model(dir);
+  auto g = SafetensorsArchive::open(dir + "/golden.safetensors");
+  const auto ids = ids_of(g, "stream_ids");
+  const int64_t V = m.cfg.vocab_size, n = int64_t(ids.size());
+  DeviceLike dev;
+  Decoder host(m, cpu_backend(), 8), device(m, dev, 8);  // the device decoder fuses its projections by default
+  KVCache ch(cpu_backend(), m.cfg, 2, 5, 8), cd(dev, m.cfg, 2, 5, 8);
+  // Chunks of 8, 3 and 1 (the staging offsets depend on T), through the ring's wrap and the two-rotation regime.
+  int64_t i = 0;
+  for (const int64_t T : {8, 3, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1}) {
+    if (i + T > n) break;
+    const float* a = host.forward(&ids[size_t(i)], T, ch, Logits::All);
+    const std::vector<float> x(a, a + T * V);
+    const int64_t up0 = dev.uploads;
+    const float* b = device.forward(&ids[size_t(i)], T, cd, Logits::All);
+    EXPECT_EQ(dev.uploads - up0, 1) << "one upload per step (tables and ids together)";
+    double err = 0, mag = 0;
+    for (int64_t j = 0; j < T * V; ++j) {
+      ASSERT_FALSE(std::isnan(b[j])) << "logit " << j << " of the chunk at " << i << ": a buffer was not uploaded";
+      err = std::max(err, double(std::fabs(x[size_t(j)] - b[j])));
+      mag = std::max(mag, double(std::fabs(x[size_t(j)])));
+    }
+    EXPECT_LE(err, 1e-5 * std::max(1.0, mag)) << "chunk of " << T << " at " << i;
+    i += T;
+  }
+  EXPECT_GE(i, 16);
+  // Streaming perplexity on the device path is the host's.
+  PplOptions o;
+  o.sinks = 2;
+  o.window = 5;
+  o.chunk = 4;
+  const auto a = stream_nll(m, cpu_backend(), ids, o).nll, b = stream_nll(m, dev, ids, o).nll;
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-5) << j;
 }
 
 // A streaming cache whose window covers the whole stream is exactly dense.

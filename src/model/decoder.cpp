@@ -4,6 +4,7 @@
 
 #include <algorithm>  // std::min, std::find
 #include <cmath>      // std::exp, std::log
+#include <cstring>    // std::memcpy
 
 #include "core/error.h"  // Error
 
@@ -53,11 +54,9 @@ Decoder::Decoder(const Model& m, Backend& be, int64_t max_chunk, std::optional<b
       place_weights();
       w_ = &dw_;
     }
-    cos_d_ = buf(C * half + 1);
-    sin_d_ = buf(C * half + 1);
-    cos_s_d_ = buf(C * half + 1);
-    sin_s_d_ = buf(C * half + 1);
-    ids_d_ = reinterpret_cast<int32_t*>(buf(C));
+    // A step's inputs travel in one upload: [cos | sin | cos_s | sin_s | ids], T rows each (forward()).
+    stage_.resize(4 * C * half + C);
+    stage_d_ = buf(4 * C * half + C);
     if (!m.alibi.empty()) {
       float* a = buf(m.alibi.size());
       be_.upload(a, m.alibi.data(), m.alibi.size() * sizeof(float));
@@ -267,27 +266,35 @@ const float* Decoder::forward(const int32_t* ids, int64_t T, KVCache& cache, Log
   const int64_t t0 = cache.n_past();
   const int64_t S = cache.geometry().sinks, R = cache.geometry().window;
 
+  // The step's inputs: RoPE tables (absolute positions, and the sink query's capped ones) and the token ids. On a
+  // host backend the kernels read cos_ .. sin_s_ and ids directly. On a device they are written into one staging
+  // block, [cos | sin | cos_s | sin_s | ids] with T rows each, and sent in one upload (not five): the offsets
+  // depend on T only, so the T = 1 decode graph finds them at the same addresses every step.
+  const bool host = be_.host_memory();
+  const int64_t th = T * (c.rot_dims / 2);
+  float* cos_h = host ? cos_.data() : stage_.data();
+  float* sin_h = host ? sin_.data() : stage_.data() + th;
+  float* cos_s_h = host ? cos_s_.data() : stage_.data() + 2 * th;
+  float* sin_s_h = host ? sin_s_.data() : stage_.data() + 3 * th;
+  if (!host) {
+    cos_d_ = stage_d_;
+    sin_d_ = stage_d_ + th;
+    cos_s_d_ = stage_d_ + 2 * th;
+    sin_s_d_ = stage_d_ + 3 * th;
+    ids_d_ = reinterpret_cast<int32_t*>(stage_d_ + 4 * th);
+  }
   if (c.pos == PosKind::RoPE && c.rot_dims > 0) {
     for (int64_t i = 0; i < T; ++i) pos_[size_t(i)] = cache.pos0() + t0 + i;
-    cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_.data(), sin_.data());
-    const size_t tb = size_t(T * (c.rot_dims / 2)) * sizeof(float);
-    if (!be_.host_memory()) {
-      be_.upload(cos_d_, cos_.data(), tb);
-      be_.upload(sin_d_, sin_.data(), tb);
-    }
+    cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_h, sin_h);
     if (S > 0 && t0 + T - 1 > S + R) {
       for (int64_t i = 0; i < T; ++i) pos_[size_t(i)] = cache.pos0() + std::min(t0 + i, S + R);
-      cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_s_.data(), sin_s_.data());
-      if (!be_.host_memory()) {
-        be_.upload(cos_s_d_, cos_s_.data(), tb);
-        be_.upload(sin_s_d_, sin_s_.data(), tb);
-      }
+      cpu::rope_tables(pos_.data(), T, c.rot_dims, c.rope_theta, cos_s_h, sin_s_h);
     }
   }
-
   const int32_t* ids_b = ids;
-  if (!be_.host_memory()) {
-    be_.upload(ids_d_, ids, size_t(T) * sizeof(int32_t));
+  if (!host) {
+    std::memcpy(stage_.data() + 4 * th, ids, size_t(T) * sizeof(int32_t));
+    be_.upload(stage_d_, stage_.data(), size_t(4 * th + T) * sizeof(float));
     ids_b = ids_d_;
   }
   const int64_t n_logits = mode == Logits::None                                   ? 0

@@ -85,8 +85,10 @@ class Decoder {
     Tensor gate_up;  // (2 F, D): [w_gate | w_up] rows, or empty
   };
   std::vector<FusedLayer> fused_;  // per layer when fusing, else empty
-  float *cos_d_, *sin_d_, *cos_s_d_, *sin_s_d_;  // (C, rot_dims/2) each
-  int32_t* ids_d_ = nullptr;    // (C) token ids
+  float *cos_d_, *sin_d_, *cos_s_d_, *sin_s_d_;  // (T, rot_dims/2) each: host tables, or in stage_d_
+  int32_t* ids_d_ = nullptr;    // (T) token ids (device backends: in stage_d_)
+  std::vector<float> stage_;    // device backends: a step's [cos | sin | cos_s | sin_s | ids] on the host
+  float* stage_d_ = nullptr;    // and on the device (C rows of each at most)
   const float* alibi_d_ = nullptr;  // (n_heads) slopes
   std::vector<float> zero_logit_;   // (n_heads) zeros: the ZeroSink variant's extra logit (host copy)
   const float* zero_logit_d_ = nullptr;
