@@ -258,14 +258,22 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
   const std::map<std::string, std::set<std::string>> plots = {
       {"train_loss.svg", variants}, {"nll_vanilla.svg", caches}, {"nll_learnable_sink_k1.svg", caches},
       {"nll_0+16.svg", variants},   {"nll_1+15.svg", variants},  {"nll_dense.svg", variants},
-      {"nll_recompute.svg", variants}};
+      {"nll_recompute.svg", variants}, {"attention_vanilla.svg", {}}, {"attention_learnable_sink_k1.svg", {}}};
   for (const auto& [file, names] : plots) {
     const std::string svg = slurp(out + "/plots/" + file);
     EXPECT_EQ(xml_error(svg), "") << file;
     EXPECT_EQ(series_names(svg), names) << file;
     EXPECT_EQ(svg.find("no data"), std::string::npos) << file;
   }
-  EXPECT_EQ(std::distance(fs::directory_iterator(out + "/plots"), fs::directory_iterator()), 7);
+  EXPECT_EQ(std::distance(fs::directory_iterator(out + "/plots"), fs::directory_iterator()), 9);
+  // The attention maps: one panel per layer (2), each the lower triangle of 16 x 16 cells.
+  for (const char* f : {"attention_vanilla.svg", "attention_learnable_sink_k1.svg"}) {
+    const std::string svg = slurp(out + "/plots/" + f);
+    EXPECT_NE(svg.find(R"(<g class="panel" data-name="layer 1">)"), std::string::npos) << f;
+    size_t cells = 0;
+    for (size_t i = svg.find("class=\"cell\""); i != std::string::npos; i = svg.find("class=\"cell\"", i + 1)) ++cells;
+    EXPECT_EQ(cells, 2u * 136u) << f;
+  }
 
   // Provenance.
   const auto meta = nlohmann::json::parse(slurp(out + "/meta.json"));

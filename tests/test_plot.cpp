@@ -503,6 +503,55 @@ TEST(Plot, WriteSvgIsAtomicAndNamesAnUnwritablePath) {
   fs::remove_all(dir);
 }
 
+// Attention maps: well-formed, one panel group per map with its (escaped) name, one cell per finite value (the NaN
+// upper triangle of a causal map is left out), the value in each cell's title, a darker shade for a larger value,
+// deterministic bytes, and named errors for malformed input.
+TEST(Plot, HeatmapsOfCausalAttention) {
+  sllm::plot::Heatmaps h;
+  h.title = "attention <maps>";
+  h.n = 5;
+  for (int l = 0; l < 3; ++l) {
+    std::vector<double> m(25, std::nan(""));
+    for (int t = 0; t < 5; ++t)
+      for (int j = 0; j <= t; ++j) m[size_t(t * 5 + j)] = j == 0 ? 0.9 - 0.1 * l : 0.1 / (t + 1);
+    h.names.push_back("layer " + std::to_string(l) + (l == 2 ? " & last" : ""));
+    h.values.push_back(m);
+  }
+  h.per_row = 2;
+  const std::string svg = sllm::plot::heatmaps_to_svg(h);
+  EXPECT_EQ(xml_error(svg), "");
+  EXPECT_EQ(svg, sllm::plot::heatmaps_to_svg(h));
+  EXPECT_NE(svg.find(R"(<g class="panel" data-name="layer 2 &amp; last">)"), std::string::npos);
+  EXPECT_NE(svg.find("attention &lt;maps&gt;"), std::string::npos);
+  size_t cells = 0;
+  for (size_t i = svg.find("class=\"cell\""); i != std::string::npos; i = svg.find("class=\"cell\"", i + 1)) ++cells;
+  EXPECT_EQ(cells, 3u * 15u);  // the lower triangles only
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+  EXPECT_NE(svg.find("query 4, key 0: 0.9000"), std::string::npos);
+  // A larger share is darker: the fill of (4, 0) at 0.9 against (4, 4) at 0.02 (red channel: 255 = white).
+  const auto red = [&](const std::string& tip) {
+    const size_t at = svg.rfind("fill=\"#", svg.find(tip));
+    return std::stoi(svg.substr(at + 7, 2), nullptr, 16);
+  };
+  EXPECT_LT(red("query 4, key 0: 0.9000"), red("query 4, key 4: 0.0200"));
+  for (auto bad : {0, 65}) {
+    sllm::plot::Heatmaps b = h;
+    b.n = bad;
+    EXPECT_THROW(sllm::plot::heatmaps_to_svg(b), sllm::Error);
+  }
+  sllm::plot::Heatmaps b = h;
+  b.values[1].pop_back();
+  try {
+    sllm::plot::heatmaps_to_svg(b);
+    ADD_FAILURE() << "expected an error";
+  } catch (const sllm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("heatmap 'layer 1' has 24 values, not 25"), std::string::npos) << e.what();
+  }
+  b = h;
+  b.names.pop_back();
+  EXPECT_THROW(sllm::plot::heatmaps_to_svg(b), sllm::Error);
+}
+
 // Not a check: writes the sample plots for a person to look at (SLLM_PLOT_SAMPLES=dir).
 TEST(Plot, SamplesForEyes) {
   const char* dir = std::getenv("SLLM_PLOT_SAMPLES");

@@ -555,6 +555,9 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
   m.forward_loss(ids.data(), tgt.data(), B, T, &n);
   const std::vector<double> first = m.first_token_attention(2);
   const std::vector<double> extra = m.extra_logit_attention(2);
+  const std::vector<std::vector<double>> maps = m.attention_maps(5);
+  ASSERT_EQ(int64_t(maps.size()), cfg.n_layers);
+  EXPECT_EQ(m.attention_maps(100)[0].size(), size_t(T * T));  // n is clamped to T
   ASSERT_EQ(int64_t(first.size()), cfg.n_layers);
   ASSERT_EQ(int64_t(extra.size()), cfg.has_extra_logit() ? cfg.n_layers : 0);
   bool peaked = false;
@@ -579,6 +582,19 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
           peaked |= t >= 2 && mx > 0.9;
         }
     EXPECT_NEAR(first[size_t(l)], mean0 / double(B * cfg.n_heads * (T - 2)), 1e-9) << "layer " << l;
+    // The maps: entry (t, j) is p(t -> j) averaged over rows and heads; NaN above the diagonal.
+    for (int64_t t = 0; t < 5; ++t)
+      for (int64_t j = 0; j < 5; ++j) {
+        const double got = maps[size_t(l)][size_t(t * 5 + j)];
+        if (j > t) {
+          EXPECT_TRUE(std::isnan(got)) << t << " " << j;
+          continue;
+        }
+        double want = 0;
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t h = 0; h < cfg.n_heads; ++h) want += m.attention_probability(l, b, h, t, j);
+        EXPECT_NEAR(got, want / double(B * cfg.n_heads), 1e-9) << "layer " << l << " (" << t << ", " << j << ")";
+      }
     if (cfg.has_extra_logit()) {  // the extra logit's share is the rest of each row
       EXPECT_NEAR(extra[size_t(l)], rest / double(B * cfg.n_heads * (T - 2)), 1e-3) << "layer " << l;
       EXPECT_GE(extra[size_t(l)], 0.0);

@@ -590,7 +590,8 @@ void save_eval(const std::string& path, const json& settings, const EvalRecord& 
 std::string probe_path(const Run& r) { return (fs::path(r.dir) / "sink-probe.json").string(); }
 
 json probe_settings(const Grid& g, const Run& r, const SinkProbeOptions& o) {
-  return {{"seq_len", o.seq_len}, {"rows", o.rows}, {"from", o.from}, {"val", val_stamp(g)}, {"model", model_stamp(r)}};
+  return {{"seq_len", o.seq_len}, {"rows", o.rows},           {"from", o.from},
+          {"map_size", o.map_size}, {"val", val_stamp(g)}, {"model", model_stamp(r)}};
 }
 
 std::optional<SinkProbe> load_probe(const std::string& path, const json& settings) {
@@ -598,13 +599,23 @@ std::optional<SinkProbe> load_probe(const std::string& path, const json& setting
   if (!fs::exists(path, ec)) return std::nullopt;
   try {
     const json j = json::parse(read_text_file(path));
-    if (j.value("version", 0) != 1 || j.at("settings") != settings) return std::nullopt;
+    if (j.value("version", 0) != 2 || j.at("settings") != settings) return std::nullopt;
     SinkProbe p;
     p.layer = j.at("first_token_attention").get<std::vector<double>>();
     p.extra = j.at("extra_logit_attention").get<std::vector<double>>();
     p.uniform = j.at("uniform").get<double>();
     p.window = j.at("window").get<int64_t>();
     p.sink_tokens = j.at("sink_tokens").get<int64_t>();
+    p.map_n = j.at("map_n").get<int64_t>();
+    for (const auto& tri : j.at("maps")) {  // the lower triangles, row by row
+      const auto v = tri.get<std::vector<double>>();
+      if (v.size() != size_t(p.map_n * (p.map_n + 1) / 2)) return std::nullopt;
+      std::vector<double> m(size_t(p.map_n * p.map_n), std::numeric_limits<double>::quiet_NaN());
+      size_t at = 0;
+      for (int64_t t = 0; t < p.map_n; ++t)
+        for (int64_t i = 0; i <= t; ++i) m[size_t(t * p.map_n + i)] = v[at++];
+      p.maps.push_back(std::move(m));
+    }
     return p;
   } catch (const std::exception&) {
     return std::nullopt;  // unreadable: recompute
@@ -612,14 +623,23 @@ std::optional<SinkProbe> load_probe(const std::string& path, const json& setting
 }
 
 void save_probe(const std::string& path, const json& settings, const SinkProbe& p) {
+  json maps = json::array();
+  for (const auto& m : p.maps) {
+    std::vector<double> tri;  // (t, j) for j <= t: the causal map without its NaN upper half
+    for (int64_t t = 0; t < p.map_n; ++t)
+      for (int64_t i = 0; i <= t; ++i) tri.push_back(m[size_t(t * p.map_n + i)]);
+    maps.push_back(tri);
+  }
   const json j = {{"format", "streamllm ablate sink probe"},
-                  {"version", 1},
+                  {"version", 2},
                   {"settings", settings},
                   {"first_token_attention", p.layer},
                   {"extra_logit_attention", p.extra},
                   {"uniform", p.uniform},
                   {"window", p.window},
-                  {"sink_tokens", p.sink_tokens}};
+                  {"sink_tokens", p.sink_tokens},
+                  {"map_n", p.map_n},
+                  {"maps", maps}};
   write_file_atomic(path, j.dump(1) + "\n");
 }
 

@@ -249,6 +249,29 @@ std::vector<std::string> write_plots(const AblateConfig& c, const Grid& g, const
     plot::write_svg(ch, (fs::path(g.out) / f).string());
     files.push_back(f);
   }
+  // Per variant: the attention maps of the first positions (the paper's Fig. 2), averaged over seeds.
+  for (size_t vi = 0; vi < g.variants.size(); ++vi) {
+    std::vector<const SinkProbe*> ps;
+    for (size_t ri = 0; ri < g.runs.size(); ++ri)
+      if (g.runs[ri].v.slug() == g.variants[vi].slug() && res[ri].sink && !res[ri].sink->maps.empty())
+        ps.push_back(&*res[ri].sink);
+    if (ps.empty()) continue;
+    SinkProbe avg = *ps[0];
+    for (size_t l = 0; l < avg.maps.size(); ++l)
+      for (size_t i = 0; i < avg.maps[l].size(); ++i) {
+        double s = 0;
+        for (const SinkProbe* p : ps) s += p->maps[l][i];
+        avg.maps[l][i] = s / double(ps.size());
+      }
+    const std::string f = "plots/attention_" + g.variants[vi].slug() + ".svg";
+    plot::write_heatmaps_svg(
+        sink_heatmaps(avg, c.name + ": " + g.variants[vi].spec + ", attention over the first " +
+                               std::to_string(avg.map_n) + " positions" +
+                               (g.variants[vi].sink == "learnable_sink" ? " (the sink tokens first)" : "") +
+                               (ps.size() > 1 ? " (mean over " + std::to_string(ps.size()) + " seeds)" : "")),
+        (fs::path(g.out) / f).string());
+    files.push_back(f);
+  }
   // Per cache: one series per variant.
   for (size_t ki = 0; ki < g.caches.size(); ++ki) {
     plot::Chart ch;
@@ -383,8 +406,9 @@ void write_outputs(const AblateConfig& c, const Grid& g, const std::vector<RunRe
                        "| `curves.csv` | the NLL-vs-tokens curves: mean NLL of each " + std::to_string(g.curve_every) + "-token segment, per variant, seed and cache |\n"
                        "| `sinks.csv` | the sink probe: attention on position 0 per variant, seed and layer (and their mean), with the uniform share, and the extra logit's share (zero_sink, sink_logit) |\n";
   for (const auto& p : plots) {
-    std::string what = p == "plots/train_loss.svg" ? "training loss of each variant"
-                       : "log perplexity versus tokens streamed (Fig. 3 shape)";
+    std::string what = p == "plots/train_loss.svg"           ? "training loss of each variant"
+                       : p.rfind("plots/attention_", 0) == 0 ? "attention maps of the first positions, per layer (Fig. 2 shape)"
+                                                              : "log perplexity versus tokens streamed (Fig. 3 shape)";
     readme += "| [`" + p + "`](" + p + ") | " + what + " |\n";
   }
   readme += "| `config.toml` | the exact config, with the command-line overrides in a comment |\n"

@@ -18,7 +18,7 @@ namespace sllm::cli {
 namespace {
 
 struct SinksArgs {
-  std::string model, data, split = "val";
+  std::string model, data, split = "val", svg;
   int64_t seq_len = 256, rows = 8, from = 16;
   int threads = 0;
 };
@@ -49,6 +49,13 @@ void run(const SinksArgs& a) {
   }
   std::printf("\nuniform attention would give %.4f on position 0%s\n", p.uniform,
               p.sink_tokens > 0 ? " (position 0 is the first sink token)" : "");
+  if (!a.svg.empty()) {
+    plot::write_heatmaps_svg(
+        train::sink_heatmaps(p, "attention over the first " + std::to_string(p.map_n) +
+                                    " positions (mean over windows and heads): " + sink_name(c.sink)),
+        a.svg);
+    std::printf("attention maps: %s\n", a.svg.c_str());
+  }
 }
 
 }  // namespace
@@ -73,6 +80,8 @@ void register_sinks(CLI::App& app) {
       ->check(CLI::Range(int64_t(1), int64_t(4096)));
   sub->add_option("--from", a->from, "Average over query positions >= this (early queries have few keys to choose)")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--svg", a->svg, "Also write each layer's attention map over the first 16 positions (the "
+                                    "paper's Fig. 2) to this SVG file");
   sub->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   sub->callback([a] { run(*a); });
 }

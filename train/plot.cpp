@@ -469,4 +469,95 @@ std::string to_svg(const Chart& c) {
 
 void write_svg(const Chart& c, const std::string& path) { train::write_file_atomic(path, to_svg(c)); }
 
+namespace {
+// White -> dark blue, by t in [0, 1].
+std::string shade(double t) {
+  t = std::clamp(t, 0.0, 1.0);
+  const auto ch = [t](double lo, double hi) { return int(std::lround(lo + (hi - lo) * t)); };
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", ch(255, 8), ch(255, 48), ch(255, 107));
+  return buf;
+}
+}  // namespace
+
+std::string heatmaps_to_svg(const Heatmaps& h) {
+  if (h.n < 1 || h.n > 64) throw Error("plot: heatmaps of " + std::to_string(h.n) + " cells per side (1..64)");
+  if (h.values.empty() || h.values.size() != h.names.size())
+    throw Error("plot: " + std::to_string(h.values.size()) + " heatmaps and " + std::to_string(h.names.size()) +
+                " names (at least one of each, as many names as maps)");
+  for (size_t p = 0; p < h.values.size(); ++p)
+    if (h.values[p].size() != size_t(h.n * h.n))
+      throw Error("plot: heatmap '" + h.names[p] + "' has " + std::to_string(h.values[p].size()) + " values, not " +
+                  std::to_string(h.n * h.n));
+  const int per_row = std::max(1, std::min<int>(h.per_row, int(h.values.size())));
+  const int rows = int((h.values.size() + size_t(per_row) - 1) / size_t(per_row));
+  const double cell = std::max(6.0, 192.0 / double(h.n)), side = cell * double(h.n);
+  const double left = 56, top = h.title.empty() ? 24 : 48, gap_x = 28, gap_y = 48, bar_w = 14;
+  const double width = left + per_row * side + (per_row - 1) * gap_x + 36 + bar_w + 40;
+  const double height = top + rows * (side + gap_y) + 16;
+  std::string o;
+  const auto line = [&](auto&&... parts) { ((o += parts), ...), o += '\n'; };
+  line(R"(<?xml version="1.0" encoding="UTF-8" standalone="no"?>)");
+  line(R"(<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width=")", num(width), R"(" height=")", num(height),
+       R"(" viewBox="0 0 )", num(width), " ", num(height),
+       R"(" font-family="DejaVu Sans, Arial, Helvetica, sans-serif" font-size="12">)");
+  line("<title>", esc(h.title), "</title>");
+  line(R"(<rect width="100%" height="100%" fill="white"/>)");
+  if (!h.title.empty())
+    line(R"(<text class="title" x=")", num(width / 2), R"(" y="24" text-anchor="middle" font-size="15")",
+         R"( font-weight="bold">)", esc(h.title), "</text>");
+  const int64_t step = h.n <= 10 ? 1 : h.n <= 24 ? 2 : h.n <= 40 ? 4 : 8;  // position labels every `step` cells
+  for (size_t p = 0; p < h.values.size(); ++p) {
+    const double x0 = left + double(p % size_t(per_row)) * (side + gap_x);
+    const double y0 = top + double(p / size_t(per_row)) * (side + gap_y) + 16;
+    line(R"(<g class="panel" data-name=")", esc(h.names[p]), R"(">)");
+    line(R"(  <text x=")", num(x0 + side / 2), R"(" y=")", num(y0 - 6), R"(" text-anchor="middle">)",
+         esc(h.names[p]), "</text>");
+    for (int64_t t = 0; t < h.n; ++t)
+      for (int64_t j = 0; j < h.n; ++j) {
+        const double v = h.values[p][size_t(t * h.n + j)];
+        if (!std::isfinite(v)) continue;
+        char tip[96];
+        std::snprintf(tip, sizeof tip, "query %lld, key %lld: %.4f", (long long)t, (long long)j, v);
+        line(R"(  <rect class="cell" x=")", num(x0 + double(j) * cell), R"(" y=")", num(y0 + double(t) * cell),
+             R"(" width=")", num(cell), R"(" height=")", num(cell), R"(" fill=")",
+             shade(std::sqrt(std::clamp(v, 0.0, 1.0))), R"("><title>)", tip, "</title></rect>");
+      }
+    line(R"(  <rect x=")", num(x0), R"(" y=")", num(y0), R"(" width=")", num(side), R"(" height=")", num(side),
+         R"(" fill="none" stroke="#999999"/>)");
+    for (int64_t i = 0; i < h.n; i += step) {
+      const double c = (double(i) + 0.5) * cell;
+      line(R"(  <text class="tick-x" x=")", num(x0 + c), R"(" y=")", num(y0 + side + 13),
+           R"(" text-anchor="middle" font-size="9">)", std::to_string(i), "</text>");
+      if (p % size_t(per_row) == 0)
+        line(R"(  <text class="tick-y" x=")", num(x0 - 4), R"(" y=")", num(y0 + c + 3),
+             R"(" text-anchor="end" font-size="9">)", std::to_string(i), "</text>");
+    }
+    line("</g>");
+  }
+  // Labels and the colour bar (square-root scale: ticks at 0, 0.01, 0.1, 0.25, 0.5, 1).
+  line(R"(<text class="xlabel" x=")", num(left + (per_row * side + (per_row - 1) * gap_x) / 2), R"(" y=")",
+       num(height - 4), R"(" text-anchor="middle">)", esc(h.xlabel), "</text>");
+  line(R"(<text class="ylabel" transform="translate(16 )", num(top + rows * (side + gap_y) / 2),
+       ") rotate(-90)\" text-anchor=\"middle\">", esc(h.ylabel), "</text>");
+  const double bx = left + per_row * side + (per_row - 1) * gap_x + 36, by = top + 16;
+  const int steps = 32;
+  line(R"(<g class="colorbar">)");
+  for (int i = 0; i < steps; ++i)
+    line(R"(  <rect x=")", num(bx), R"(" y=")", num(by + side * double(i) / steps), R"(" width=")", num(bar_w),
+         R"(" height=")", num(side / steps + 0.5), R"(" fill=")", shade(1.0 - (double(i) + 0.5) / steps), R"("/>)");
+  line(R"(  <rect x=")", num(bx), R"(" y=")", num(by), R"(" width=")", num(bar_w), R"(" height=")", num(side),
+       R"(" fill="none" stroke="#999999"/>)");
+  for (const double v : {0.0, 0.01, 0.1, 0.25, 0.5, 1.0})
+    line(R"(  <text x=")", num(bx + bar_w + 4), R"(" y=")", num(by + side * (1 - std::sqrt(v)) + 4),
+         R"(" font-size="9">)", trim_zeros(std::to_string(v)), "</text>");
+  line("</g>");
+  line("</svg>");
+  return o;
+}
+
+void write_heatmaps_svg(const Heatmaps& h, const std::string& path) {
+  train::write_file_atomic(path, heatmaps_to_svg(h));
+}
+
 }  // namespace sllm::plot

@@ -7,6 +7,7 @@
 // with a `<title>NAME</title>`, so a program (or a test) can find which series a plot holds; tick labels are
 // `<text class="tick-x">` / `<text class="tick-y">`.
 #pragma once
+#include <cstdint>   // int64_t
 #include <optional>  // std::optional
 #include <string>    // std::string
 #include <vector>    // std::vector
@@ -42,5 +43,22 @@ std::string to_svg(const Chart& c);
 // Writes to_svg(c) to path atomically (temporary file next to it, fsync, rename); sllm::Error naming the path on
 // failure.
 void write_svg(const Chart& c, const std::string& path);
+
+// Attention maps side by side (the paper's Fig. 2): one n x n panel per map, cell (row t, column j) shaded by its
+// value in [0, 1] (white 0 to dark blue 1, on a square-root scale so that small shares stay visible; NaN cells,
+// above the diagonal of a causal map, are left blank), with a colour bar. Each panel is
+// `<g class="panel" data-name="NAME">`; cells are `<rect class="cell">` with a `<title>` giving (t, j) and the value.
+struct Heatmaps {
+  std::string title;
+  std::string xlabel = "key position", ylabel = "query position";
+  int64_t n = 0;                            // cells per side
+  std::vector<std::string> names;           // panel titles
+  std::vector<std::vector<double>> values;  // per panel, n * n row-major
+  int per_row = 4;                          // panels per row
+};
+// Throws sllm::Error on a malformed input (n < 1 or above 64, a panel whose size is not n * n, names and values of
+// different lengths, no panel).
+std::string heatmaps_to_svg(const Heatmaps& h);
+void write_heatmaps_svg(const Heatmaps& h, const std::string& path);
 
 }  // namespace sllm::plot

@@ -1,6 +1,6 @@
 #include "train/sink_probe.h"
 
-#include <algorithm>  // std::copy
+#include <algorithm>  // std::copy, std::min
 #include <string>     // std::string
 
 #include "core/error.h"           // Error
@@ -21,12 +21,24 @@ double average(const std::vector<double>& v) {
 double SinkProbe::mean() const { return average(layer); }
 double SinkProbe::extra_mean() const { return average(extra); }
 
+plot::Heatmaps sink_heatmaps(const SinkProbe& p, const std::string& title) {
+  plot::Heatmaps h;
+  h.title = title;
+  h.n = p.map_n;
+  for (size_t l = 0; l < p.maps.size(); ++l) {
+    h.names.push_back("layer " + std::to_string(l));
+    h.values.push_back(p.maps[l]);
+  }
+  return h;
+}
+
 SinkProbe probe_sink(const Model& m, const TokenShard& shard, const SinkProbeOptions& o) {
   const ModelConfig& c = m.cfg;
   const std::vector<int32_t> prefix = sink_prefix(c);  // a learnable-sink model's k sink ids, else none
   const int64_t k = int64_t(prefix.size());
   const int64_t T = k + o.seq_len;
-  if (o.seq_len < 2 || o.rows < 1) throw Error("sink probe: seq_len must be >= 2 and rows >= 1");
+  if (o.seq_len < 2 || o.rows < 1 || o.map_size < 1 || o.map_size > 64)
+    throw Error("sink probe: seq_len must be >= 2, rows >= 1 and map_size in [1, 64]");
   if (o.from < 0 || o.from >= T)
     throw Error("--from " + std::to_string(o.from) + " must be below the window of " + std::to_string(T));
   if (shard.size() < o.seq_len)
@@ -51,6 +63,8 @@ SinkProbe probe_sink(const Model& m, const TokenShard& shard, const SinkProbeOpt
   SinkProbe p;
   p.layer = tm.first_token_attention(o.from);
   p.extra = tm.extra_logit_attention(o.from);
+  p.maps = tm.attention_maps(o.map_size);
+  p.map_n = std::min(o.map_size, T);
   for (int64_t t = o.from; t < T; ++t) p.uniform += 1.0 / double(t + 1);  // query t admits keys 0..t
   p.uniform /= double(T - o.from);
   p.window = T;

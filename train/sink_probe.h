@@ -7,7 +7,10 @@
 #include <cstdint>  // int64_t
 #include <vector>   // std::vector
 
+#include <string>   // std::string
+
 #include "model/model.h"       // Model
+#include "train/plot.h"        // plot::Heatmaps
 #include "train/token_data.h"  // TokenShard
 
 namespace sllm::train {
@@ -16,11 +19,15 @@ struct SinkProbeOptions {
   int64_t seq_len = 256;  // text tokens per window (after a learnable-sink model's sink tokens)
   int64_t rows = 8;       // windows, evenly spaced over the shard
   int64_t from = 16;      // average over query positions >= from (early queries have few keys to choose from)
+  int64_t map_size = 16;  // the attention maps cover the first map_size positions (clamped to the window)
 };
 
 struct SinkProbe {
   std::vector<double> layer;  // attention on position 0 per layer, averaged over windows, heads and queries
   std::vector<double> extra;  // zero_sink, sink_logit: the extra softmax logit's share per layer (else empty)
+  std::vector<std::vector<double>> maps;  // per layer, the mean attention map of the first positions (Fig. 2):
+                                          // map_n x map_n row-major, (query t, key j), NaN for j > t
+  int64_t map_n = 0;
   double uniform = 0;         // plain softmax spread evenly over the admitted keys would give this
   int64_t window = 0;         // tokens per window: sink tokens + seq_len
   int64_t sink_tokens = 0;    // learnable sink tokens at the start of each window (position 0 is the first)
@@ -28,6 +35,9 @@ struct SinkProbe {
   double extra_mean() const;  // over layers (0 when there is no extra logit)
   double x_uniform() const { return mean() / uniform; }
 };
+
+// The maps as a plot: one panel per layer.
+plot::Heatmaps sink_heatmaps(const SinkProbe& p, const std::string& title);
 
 // Throws sllm::Error naming the problem: a model the trainer cannot run (not a GPT-NeoX or Llama block), from
 // outside the window, a shard shorter than seq_len, or a shard vocabulary larger than the model's text vocabulary.

@@ -4,6 +4,8 @@
 #include <algorithm>  // std::max, std::min
 #include <cmath>      // std::sqrt, std::exp
 #include <cstring>    // std::memcpy
+#include <limits>     // std::numeric_limits
+#include <utility>    // std::move
 
 #include "core/error.h"     // Error
 #include "cpu/kernels.h"    // rope_tables
@@ -443,6 +445,33 @@ std::vector<double> TrainModel::first_token_attention(int64_t from) const {
           sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t((b * T * KV + h / (H / KV)) * hd)], hd,
                       c.scale(), lse[size_t((b * H + h) * T + t)]);
     out.push_back(sum / double(B * H * (T - from)));
+  }
+  return out;
+}
+
+std::vector<std::vector<double>> TrainModel::attention_maps(int64_t n) const {
+  const ModelConfig& c = cfg_;
+  if (!acts_) throw Error("attention_maps: no forward pass yet");
+  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+  n = std::max<int64_t>(1, std::min(n, T));
+  std::vector<float> q(size_t(B * T * H * hd)), k(size_t(B * T * KV * hd)), lse(size_t(B * H * T));
+  std::vector<std::vector<double>> out;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const Acts::L& S = acts_->layers[size_t(l)];
+    be_.download(q.data(), S.q.get(), q.size());
+    be_.download(k.data(), S.k.get(), k.size());
+    be_.download(lse.data(), S.lse.get(), lse.size());
+    std::vector<double> m(size_t(n * n), std::numeric_limits<double>::quiet_NaN());
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j <= t; ++j) {
+        double sum = 0;
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t h = 0; h < H; ++h)
+            sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t(((b * T + j) * KV + h / (H / KV)) * hd)], hd,
+                        c.scale(), lse[size_t((b * H + h) * T + t)]);
+        m[size_t(t * n + j)] = sum / double(B * H);
+      }
+    out.push_back(std::move(m));
   }
   return out;
 }

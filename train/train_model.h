@@ -80,6 +80,9 @@ class TrainModel {
   // zero_sink and sink_logit: per layer, the share of attention the extra softmax logit takes (the "attend to
   // nothing" sink: exp(logit - lse)), averaged as above; empty for the other variants.
   std::vector<double> extra_logit_attention(int64_t from) const;
+  // The paper's Fig. 2 maps: per layer, an n x n row-major matrix whose (t, j) entry is p(t -> j) averaged over the
+  // rows and heads, for the first n positions (n clamped to the forward's T); NaN above the diagonal (j > t).
+  std::vector<std::vector<double>> attention_maps(int64_t n) const;
 
   // FLOPs of one forward+backward over B x T tokens (matrix products 6 per multiply-add pair of each weight
   // per token, plus causal attention: 6 * 2 * T/2 * head_dim per head per token per layer).
