@@ -148,46 +148,90 @@ class DeviceLike final : public Backend {
     std::memcpy(dst, src, n);
   }
   void download(void* dst, const void* src, size_t n) override { std::memcpy(dst, src, n); }
-  void copy(void* dst, const void* src, size_t n) override { std::memcpy(dst, src, n); }
+  void copy(void* dst, const void* src, size_t n) override {
+    Op o(this);
+    std::memcpy(dst, src, n);
+  }
   void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
               const float* bias, float* Y, int64_t ldy) override {
+    Op o(this);
     cpu().linear(X, T, K, ldx, W, wt, N, bias, Y, ldy);
+  }
+  void linear_add(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+                  const float* bias, float* Y, int64_t ldy, float* tmp) override {
+    Op o(this);  // one kernel on a device; the default's parts are not counted again
+    Backend::linear_add(X, T, K, ldx, W, wt, N, bias, Y, ldy, tmp);
+  }
+  void linear_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
+                     float* out, float* tmp) override {
+    Op o(this);
+    Backend::linear_swiglu(X, T, K, ldx, Wgu, wt, F, out, tmp);
+  }
+  void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                  int64_t t0, int64_t rot, bool inter, const float* cos, const float* sin, const float* cos_s,
+                  const float* sin_s, void* kc, void* vc, const cpu::AttnGeometry& g) override {
+    Op o(this);
+    Backend::rope_store(q, ldq, qs, k, ldk, v, ldv, T, t0, rot, inter, cos, sin, cos_s, sin_s, kc, vc, g);
   }
   void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
             float* y) override {
+    Op o(this);
     cpu().norm(op, x, w, b, eps, T, D, y);
   }
   void rope(float* x, int64_t T, int64_t H, int64_t hd, int64_t ld, int64_t rot, const float* cos, const float* sin,
             bool inter) override {
+    Op o(this);
     cpu().rope(x, T, H, hd, ld, rot, cos, sin, inter);
   }
-  void activation(ActOp op, float* x, int64_t n) override { cpu().activation(op, x, n); }
-  void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t T, int64_t F, float* o) override {
-    cpu().swiglu(g, ldg, u, ldu, T, F, o);
+  void activation(ActOp op, float* x, int64_t n) override {
+    Op o(this);
+    cpu().activation(op, x, n);
   }
-  void add(float* y, const float* x, int64_t n) override { cpu().add(y, x, n); }
+  void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t T, int64_t F, float* o_) override {
+    Op o(this);
+    cpu().swiglu(g, ldg, u, ldu, T, F, o_);
+  }
+  void add(float* y, const float* x, int64_t n) override {
+    Op o(this);
+    cpu().add(y, x, n);
+  }
   void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) override {
+    Op o(this);
     cpu().embedding(ids, T, table, t, D, out);
   }
   void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
                  const void* v, const cpu::AttnGeometry& g, float scale, const float* alibi, const float* extra,
                  float* out) override {
+    Op o(this);
     cpu().attention(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out);
   }
   void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc, void* vc,
                 const cpu::AttnGeometry& g) override {
+    Op o(this);
     cpu().kv_store(k, ldk, v, ldv, T, t0, kc, vc, g);
   }
   void copy_rows(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t n) override {
+    Op o(this);
     cpu().copy_rows(src, lds, dst, ldd, rows, n);
   }
-  void clamp(float* x, int64_t n, float lo, float hi) override { cpu().clamp(x, n, lo, hi); }
+  void clamp(float* x, int64_t n, float lo, float hi) override {
+    Op o(this);
+    cpu().clamp(x, n, lo, hi);
+  }
 
   int64_t uploads = 0;
+  int64_t ops = 0;  // compute ops issued by the caller (what a device runs as kernels or copies)
 
  private:
+  // Counts a call made by the caller, not the parts a default implementation calls itself.
+  struct Op {
+    explicit Op(DeviceLike* b) : b_(b) { b_->ops += b_->depth_++ == 0; }
+    ~Op() { --b_->depth_; }
+    DeviceLike* b_;
+  };
   static Backend& cpu() { return cpu_backend(); }
   std::unordered_set<void*> held_;
+  int depth_ = 0;
 };
 
 TEST_P(Family, DevicePathEqualsHost) {
@@ -226,6 +270,24 @@ TEST_P(Family, DevicePathEqualsHost) {
   const auto a = stream_nll(m, cpu_backend(), ids, o).nll, b = stream_nll(m, dev, ids, o).nll;
   ASSERT_EQ(a.size(), b.size());
   for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-5) << j;
+}
+
+// The decode step's op budget on a device (each op is one kernel or copy there; the CUDA graph replays them): a
+// sequential Llama layer is 8 (norm, [q|k|v] GEMV, rope_store, attention, o GEMV + residual, norm,
+// [gate|up] GEMV + SwiGLU, down GEMV + residual), plus embedding, the final norm and the head. A change that adds
+// kernels to the hot loop shows up here first.
+TEST(Models, DeviceDecodeStepOpBudget) {
+  const Model m = load_model(kDir + "llama");
+  ASSERT_EQ(m.cfg.family, ::sllm::Family::Llama);
+  DeviceLike dev;
+  Decoder d(m, dev, 4);
+  KVCache cache(dev, m.cfg, 2, 5, 4);
+  std::vector<int32_t> ids(20);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 1) % size_t(m.cfg.vocab_size));
+  for (size_t i = 0; i + 1 < ids.size(); ++i) d.forward(&ids[i], 1, cache, Logits::Last);  // past the two-rotation start
+  const int64_t before = dev.ops;
+  d.forward(&ids.back(), 1, cache, Logits::Last);
+  EXPECT_EQ(dev.ops - before, 8 * m.cfg.n_layers + 3);
 }
 
 // A streaming cache whose window covers the whole stream is exactly dense.
