@@ -526,12 +526,23 @@ json eval_settings(const AblateConfig& c, const Grid& g, const Run& r, const Abl
           {"model", model_stamp(r)}};
 }
 
-std::optional<EvalRecord> load_eval(const std::string& path, const json& settings) {
+// A cached result (an evaluation, a sink probe): the file parsed by `parse` when it exists, is readable, has this
+// version and was computed with these settings; otherwise nothing, and the caller recomputes it.
+template <class T, class Parse>
+std::optional<T> load_cached(const std::string& path, const json& settings, int version, Parse parse) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return std::nullopt;
   try {
     const json j = json::parse(read_text_file(path));
-    if (j.value("version", 0) != 1 || j.at("settings") != settings) return std::nullopt;
+    if (j.value("version", 0) != version || j.at("settings") != settings) return std::nullopt;
+    return parse(j);
+  } catch (const std::exception&) {
+    return std::nullopt;  // unreadable
+  }
+}
+
+std::optional<EvalRecord> load_eval(const std::string& path, const json& settings) {
+  return load_cached<EvalRecord>(path, settings, 1, [](const json& j) -> std::optional<EvalRecord> {
     EvalRecord e;
     e.tokens = j.at("tokens").get<int64_t>();
     e.mean_nll = j.at("mean_nll").get<double>();
@@ -540,9 +551,7 @@ std::optional<EvalRecord> load_eval(const std::string& path, const json& setting
     e.cx = j.at("curve").at("tokens").get<std::vector<double>>();
     e.cy = j.at("curve").at("mean_nll").get<std::vector<double>>();
     return e;
-  } catch (const std::exception&) {
-    return std::nullopt;  // unreadable: recompute
-  }
+  });
 }
 
 struct Stopped {};  // SIGINT/SIGTERM during an evaluation
@@ -595,11 +604,7 @@ json probe_settings(const Grid& g, const Run& r, const SinkProbeOptions& o) {
 }
 
 std::optional<SinkProbe> load_probe(const std::string& path, const json& settings) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::nullopt;
-  try {
-    const json j = json::parse(read_text_file(path));
-    if (j.value("version", 0) != 2 || j.at("settings") != settings) return std::nullopt;
+  return load_cached<SinkProbe>(path, settings, 2, [](const json& j) -> std::optional<SinkProbe> {
     SinkProbe p;
     p.layer = j.at("first_token_attention").get<std::vector<double>>();
     p.extra = j.at("extra_logit_attention").get<std::vector<double>>();
@@ -617,9 +622,7 @@ std::optional<SinkProbe> load_probe(const std::string& path, const json& setting
       p.maps.push_back(std::move(m));
     }
     return p;
-  } catch (const std::exception&) {
-    return std::nullopt;  // unreadable: recompute
-  }
+  });
 }
 
 void save_probe(const std::string& path, const json& settings, const SinkProbe& p) {
