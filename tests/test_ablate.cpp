@@ -216,11 +216,11 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
     EXPECT_NEAR(stream_nll(b.model, cpu_backend(), ids, o).ppl, ppl[std::string(variant) + " recompute"], 1e-6);
   }
   // The sink probe: a column of the training table, and sinks.csv per layer, exactly what probe_sink gives.
-  EXPECT_NE(table.find("| variant | final train loss | val loss | attention on position 0 (x uniform) | attention on the "
+  EXPECT_NE(table.find("| variant | final train loss | val loss | attention on the first token (x uniform) | attention on the "
                        "extra logit | train time (s) |"),
             std::string::npos)
       << table;
-  const std::string train_table = table.substr(table.find("| attention on position 0"));
+  const std::string train_table = table.substr(table.find("| attention on the first token"));
   for (const char* v : {"vanilla", "learnable_sink:1"})
     EXPECT_TRUE(std::regex_search(train_table, std::regex("\\| " + std::string(v) + " \\|[^|\n]+\\|[^|\n]+\\|" + num)))
         << v << "\n" << train_table;

@@ -555,6 +555,7 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
   m.forward_loss(ids.data(), tgt.data(), B, T, &n);
   const std::vector<double> first = m.first_token_attention(2);
   const std::vector<double> extra = m.extra_logit_attention(2);
+  const std::vector<double> first2 = m.first_token_attention(2, 2);  // the first two positions together
   const std::vector<std::vector<double>> maps = m.attention_maps(5);
   ASSERT_EQ(int64_t(maps.size()), cfg.n_layers);
   EXPECT_EQ(m.attention_maps(100)[0].size(), size_t(T * T));  // n is clamped to T
@@ -562,7 +563,7 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
   ASSERT_EQ(int64_t(extra.size()), cfg.has_extra_logit() ? cfg.n_layers : 0);
   bool peaked = false;
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    double mean0 = 0, rest = 0;  // the key-0 entries; what the keys leave to the extra logit
+    double mean0 = 0, rest = 0, mean01 = 0;  // the key-0 entries; what the keys leave to the extra logit; keys 0-1
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < cfg.n_heads; ++h)
         for (int64_t t = 0; t < T; ++t) {
@@ -578,10 +579,14 @@ TEST_P(TrainGradModel, FirstTokenAttentionFromSavedSoftmax) {
           } else {
             EXPECT_NEAR(row, 1.0, 1e-3) << "layer " << l << " row " << b << " head " << h << " query " << t;
           }
-          if (t >= 2) mean0 += m.attention_probability(l, b, h, t, 0), rest += 1.0 - row;
+          if (t >= 2) {
+            mean0 += m.attention_probability(l, b, h, t, 0), rest += 1.0 - row;
+            mean01 += m.attention_probability(l, b, h, t, 0) + m.attention_probability(l, b, h, t, 1);
+          }
           peaked |= t >= 2 && mx > 0.9;
         }
     EXPECT_NEAR(first[size_t(l)], mean0 / double(B * cfg.n_heads * (T - 2)), 1e-9) << "layer " << l;
+    EXPECT_NEAR(first2[size_t(l)], mean01 / double(B * cfg.n_heads * (T - 2)), 1e-9) << "layer " << l;
     // The maps: entry (t, j) is p(t -> j) averaged over rows and heads; NaN above the diagonal.
     for (int64_t t = 0; t < 5; ++t)
       for (int64_t j = 0; j < 5; ++j) {

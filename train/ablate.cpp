@@ -604,7 +604,7 @@ json probe_settings(const Grid& g, const Run& r, const SinkProbeOptions& o) {
 }
 
 std::optional<SinkProbe> load_probe(const std::string& path, const json& settings) {
-  return load_cached<SinkProbe>(path, settings, 2, [](const json& j) -> std::optional<SinkProbe> {
+  return load_cached<SinkProbe>(path, settings, 3, [](const json& j) -> std::optional<SinkProbe> {
     SinkProbe p;
     p.layer = j.at("first_token_attention").get<std::vector<double>>();
     p.extra = j.at("extra_logit_attention").get<std::vector<double>>();
@@ -634,7 +634,7 @@ void save_probe(const std::string& path, const json& settings, const SinkProbe& 
     maps.push_back(tri);
   }
   const json j = {{"format", "streamllm ablate sink probe"},
-                  {"version", 2},
+                  {"version", 3},
                   {"settings", settings},
                   {"first_token_attention", p.layer},
                   {"extra_logit_attention", p.extra},
@@ -864,8 +864,8 @@ AblateSummary run_ablation(const AblateConfig& c) {
               model = std::make_unique<ModelBundle>(load_bundle((fs::path(r.dir) / "model.h5").string()));
             p = probe_sink(model->model, TokenShard::open(g.val_path), po);
             save_probe(probe_path(r), ps, *p);
-            std::printf("%ssink probe %s: attention on position 0 %.4f, %.1fx uniform%s (mean of %zu layers)\n",
-                        header(ti).c_str(), r.name().c_str(), p->mean(), p->x_uniform(),
+            std::printf("%ssink probe %s: attention on the first token%s %.4f, %.1fx uniform%s (mean of %zu layers)\n",
+                        header(ti).c_str(), r.name().c_str(), p->sink_tokens > 1 ? "s" : "", p->mean(), p->x_uniform(),
                         p->extra.empty() ? "" : (", on the extra logit " + fmt("%.4f", p->extra_mean())).c_str(),
                         p->layer.size());
           }

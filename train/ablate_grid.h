@@ -67,7 +67,7 @@ struct RunResult {
   bool trained = false;  // model.h5 exists
   RunMetrics metrics;
   std::vector<std::optional<EvalRecord>> evals;  // per Grid::caches
-  std::optional<SinkProbe> sink;                  // attention on position 0 (none when val.bin is too short)
+  std::optional<SinkProbe> sink;                  // the sink probe (none when val.bin is too short)
 };
 
 // The sink probe every run gets: windows of the training length from val.bin (probe_sink).

@@ -87,7 +87,7 @@ std::string tables(const AblateConfig& c, const Grid& g, const std::vector<RunRe
        std::to_string(r0.opt.layers) + " layers, " + std::to_string(r0.opt.heads) + " heads, seq-len " +
        std::to_string(r0.opt.seq_len) + ", " + std::to_string(r0.opt.steps) + " steps of " +
        std::to_string(r0.opt.batch * r0.opt.accum) + " x " + std::to_string(r0.opt.seq_len) + " tokens.\n\n";
-  t += "| variant | final train loss | val loss | attention on position 0 (x uniform) | attention on the extra logit | "
+  t += "| variant | final train loss | val loss | attention on the first token (x uniform) | attention on the extra logit | "
        "train time (s) |\n|---|---|---|---|---|---|\n";
   bool probed = false;
   for (const auto& v : g.variants) {
@@ -113,8 +113,8 @@ std::string tables(const AblateConfig& c, const Grid& g, const std::vector<RunRe
   t += "\nLosses are the trainer's (mean NLL per token, nats; val on windows of seq-len), mean over seeds.";
   if (probed) {
     const SinkProbeOptions po = sink_probe_options(r0.opt);
-    t += " Attention on position 0: the attention queries give to the first token of a training-shaped window (a "
-         "learnable-sink model's first sink token), averaged over layers, heads, query positions >= " +
+    t += " Attention on the first token: the attention queries give to the first token of a training-shaped window "
+         "(all k sink tokens of a learnable_sink:k model), averaged over layers, heads, query positions >= " +
          std::to_string(po.from) + " and " + std::to_string(po.rows) +
          " windows spread over val.bin, as a multiple of what uniform attention gives (a sink takes many times the "
          "uniform share). Attention on the extra logit: the share of attention zero_sink's and sink_logit's extra "
@@ -404,7 +404,7 @@ void write_outputs(const AblateConfig& c, const Grid& g, const std::vector<RunRe
                        "| `table.md` | the tables above (Table 3 of the paper: rows = variants, columns = caches) |\n"
                        "| `results.csv` | one row per variant, seed and cache: tokens scored, mean NLL, perplexity, the run's final training and validation loss, training and evaluation seconds |\n"
                        "| `curves.csv` | the NLL-vs-tokens curves: mean NLL of each " + std::to_string(g.curve_every) + "-token segment, per variant, seed and cache |\n"
-                       "| `sinks.csv` | the sink probe: attention on position 0 per variant, seed and layer (and their mean), with the uniform share, and the extra logit's share (zero_sink, sink_logit) |\n";
+                       "| `sinks.csv` | the sink probe: attention on the first token (the k sink tokens of learnable_sink:k) per variant, seed and layer (and their mean), with the uniform share, and the extra logit's share (zero_sink, sink_logit) |\n";
   for (const auto& p : plots) {
     std::string what = p == "plots/train_loss.svg"           ? "training loss of each variant"
                        : p.rfind("plots/attention_", 0) == 0 ? "attention maps of the first positions, per layer (Fig. 2 shape)"

@@ -38,7 +38,10 @@ void run(const SinksArgs& a) {
               a.model.c_str(), family_name(c.family), sink_name(c.sink), (long long)c.n_layers, (long long)a.rows,
               (long long)p.window, shard.path().c_str(), (long long)a.from, (long long)(p.window - 1));
   const bool extra = !p.extra.empty();  // zero_sink, sink_logit: the extra logit is a sink of its own
-  std::printf("\n| layer | attention on position 0 | x uniform |%s\n|---|---|---|%s\n",
+  const std::string what = p.sink_tokens > 1   ? "the " + std::to_string(p.sink_tokens) + " sink tokens"
+                           : p.sink_tokens == 1 ? "the sink token (position 0)"
+                                                : "position 0";
+  std::printf("\n| layer | attention on %s | x uniform |%s\n|---|---|---|%s\n", what.c_str(),
               extra ? " attention on the extra logit |" : "", extra ? "---|" : "");
   for (size_t l = 0; l <= p.layer.size(); ++l) {
     const bool mean = l == p.layer.size();
@@ -47,8 +50,7 @@ void run(const SinksArgs& a) {
     if (extra) std::printf(" %.4f |", mean ? p.extra_mean() : p.extra[l]);
     std::printf("\n");
   }
-  std::printf("\nuniform attention would give %.4f on position 0%s\n", p.uniform,
-              p.sink_tokens > 0 ? " (position 0 is the first sink token)" : "");
+  std::printf("\nuniform attention would give %.4f on %s\n", p.uniform, what.c_str());
   if (!a.svg.empty()) {
     plot::write_heatmaps_svg(
         train::sink_heatmaps(p, "attention over the first " + std::to_string(p.map_n) +

@@ -1,6 +1,6 @@
 #include "train/sink_probe.h"
 
-#include <algorithm>  // std::copy, std::min
+#include <algorithm>  // std::copy, std::min, std::max
 #include <string>     // std::string
 
 #include "core/error.h"           // Error
@@ -61,11 +61,12 @@ SinkProbe probe_sink(const Model& m, const TokenShard& shard, const SinkProbeOpt
   int64_t n = 0;
   tm.forward_loss(ids.data(), tgt.data(), o.rows, T, &n);
   SinkProbe p;
-  p.layer = tm.first_token_attention(o.from);
+  const int64_t first = std::max<int64_t>(1, k);  // position 0, or all k sink tokens
+  p.layer = tm.first_token_attention(o.from, first);
   p.extra = tm.extra_logit_attention(o.from);
   p.maps = tm.attention_maps(o.map_size);
   p.map_n = std::min(o.map_size, T);
-  for (int64_t t = o.from; t < T; ++t) p.uniform += 1.0 / double(t + 1);  // query t admits keys 0..t
+  for (int64_t t = o.from; t < T; ++t) p.uniform += double(std::min(first, t + 1)) / double(t + 1);  // keys 0..t
   p.uniform /= double(T - o.from);
   p.window = T;
   p.sink_tokens = k;

@@ -1,5 +1,6 @@
 // Does a model have an attention sink? The paper's Fig. 2 quantity, measured: per layer, the attention that the
-// queries of a training-shaped window give to its first position, against what uniform attention would give.
+// queries of a training-shaped window give to its first position (to its k sink tokens, for a learnable-sink
+// model), against what uniform attention would give.
 // Windows are cut from a token shard of `streamllm data` as the trainer cuts them (a learnable-sink model's k sink
 // tokens first, then seq_len text tokens), evenly spaced over the shard. `streamllm sinks` prints it; `streamllm
 // ablate` puts it next to every run's perplexities.
@@ -23,14 +24,15 @@ struct SinkProbeOptions {
 };
 
 struct SinkProbe {
-  std::vector<double> layer;  // attention on position 0 per layer, averaged over windows, heads and queries
+  std::vector<double> layer;  // attention on the first token per layer (all k sink tokens of a learnable_sink:k
+                              // model), averaged over windows, heads and queries
   std::vector<double> extra;  // zero_sink, sink_logit: the extra softmax logit's share per layer (else empty)
   std::vector<std::vector<double>> maps;  // per layer, the mean attention map of the first positions (Fig. 2):
                                           // map_n x map_n row-major, (query t, key j), NaN for j > t
   int64_t map_n = 0;
   double uniform = 0;         // plain softmax spread evenly over the admitted keys would give this
   int64_t window = 0;         // tokens per window: sink tokens + seq_len
-  int64_t sink_tokens = 0;    // learnable sink tokens at the start of each window (position 0 is the first)
+  int64_t sink_tokens = 0;    // learnable sink tokens at the start of each window (what `layer` measures)
   double mean() const;        // over layers
   double extra_mean() const;  // over layers (0 when there is no extra logit)
   double x_uniform() const { return mean() / uniform; }

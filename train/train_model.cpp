@@ -426,9 +426,10 @@ double TrainModel::attention_probability(int64_t layer, int64_t b, int64_t h, in
   return prob(q.data(), k.data(), hd, c.scale(), lse);
 }
 
-std::vector<double> TrainModel::first_token_attention(int64_t from) const {
+std::vector<double> TrainModel::first_token_attention(int64_t from, int64_t count) const {
   const ModelConfig& c = cfg_;
   if (!acts_) throw Error("first_token_attention: no forward pass yet");
+  if (count < 1) throw Error("first_token_attention: count must be >= 1");
   const int64_t B = acts_->B, T = acts_->T, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
   from = std::max<int64_t>(0, std::min(from, T - 1));
   std::vector<float> q(size_t(B * T * H * hd)), k(size_t(B * T * KV * hd)), lse(size_t(B * H * T));
@@ -442,8 +443,9 @@ std::vector<double> TrainModel::first_token_attention(int64_t from) const {
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h)
         for (int64_t t = from; t < T; ++t)
-          sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t((b * T * KV + h / (H / KV)) * hd)], hd,
-                      c.scale(), lse[size_t((b * H + h) * T + t)]);
+          for (int64_t j = 0; j < std::min(count, t + 1); ++j)
+            sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t(((b * T + j) * KV + h / (H / KV)) * hd)],
+                        hd, c.scale(), lse[size_t((b * H + h) * T + t)]);
     out.push_back(sum / double(B * H * (T - from)));
   }
   return out;

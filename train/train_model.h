@@ -73,10 +73,11 @@ class TrainModel {
 
   // The attention sink, measured (the paper's Fig. 2), from the q, k and log-sum-exp the last forward saved:
   // attention_probability(l, b, h, t, j) is p(query t -> key j) of head h in layer l for row b (j <= t), and
-  // first_token_attention(from)[l] is p(t -> 0) averaged over the rows, the heads and the queries t >= from of
-  // layer l (uniform attention would give the mean of 1 / (t + 1)). Both throw before any forward.
+  // first_token_attention(from, count)[l] is the attention on the first `count` positions, sum over j < count of
+  // p(t -> j), averaged over the rows, the heads and the queries t >= from of layer l (uniform attention would give
+  // the mean of min(count, t + 1) / (t + 1)). Both throw before any forward.
   double attention_probability(int64_t layer, int64_t b, int64_t h, int64_t t, int64_t j) const;
-  std::vector<double> first_token_attention(int64_t from) const;
+  std::vector<double> first_token_attention(int64_t from, int64_t count = 1) const;
   // zero_sink and sink_logit: per layer, the share of attention the extra softmax logit takes (the "attend to
   // nothing" sink: exp(logit - lse)), averaged as above; empty for the other variants.
   std::vector<double> extra_logit_attention(int64_t from) const;
