@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>              // std::exp, std::isfinite
+#include <cstdio>             // popen, pclose, std::fgets
 #include <filesystem>         // std::filesystem
 #include <fstream>            // std::ifstream, std::ofstream
 #include <map>                // std::map
@@ -280,6 +281,17 @@ TEST_F(Ablate, TinyGridEndToEndAndResume) {
   EXPECT_EQ(meta["train"]["hidden"], 32);
   EXPECT_EQ(meta["eval"]["tokens"], 384);
   EXPECT_TRUE(meta["source"]["commit"].is_string());
+  // In a git checkout the commit is the source tree's HEAD (a build that forgot to tell the report where its
+  // source is would say "unknown").
+  if (FILE* p = popen(("git -C '" + kSrc + "' rev-parse HEAD 2>/dev/null").c_str(), "r")) {
+    char head[64] = {0};
+    const bool got = std::fgets(head, sizeof head, p) != nullptr;
+    if (pclose(p) == 0 && got) {
+      EXPECT_EQ(meta["source"]["commit"], std::string(head, 40));
+      EXPECT_TRUE(meta["source"]["dirty"].is_boolean());
+    }
+  }
+  EXPECT_NE(meta["streamllm"], "unknown");
   EXPECT_TRUE(meta["machine"]["cpu"].is_string());
   EXPECT_EQ(meta["runs"].size(), 2u);
   EXPECT_NE(slurp(out + "/config.toml").find("overrides in effect (they win over the file): none"), std::string::npos);
