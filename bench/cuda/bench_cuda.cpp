@@ -299,6 +299,31 @@ int run(int argc, char** argv) {
                 "everywhere, the first row included)\n\n");
   }
 
+  // Where the time of one decode step goes: every op timed between two events, eager (no graph), 4+1020.
+  {
+    const int64_t R = 1020;
+    Decoder dec(m, *be, C);
+    KVCache cache(*be, cfg, S, R, C, kv);
+    prefill(dec, cache, S + R + 8, C, cfg.vocab_size);
+    dec.set_graphs(false);
+    const int steps = quick ? 4 : 16;
+    decode_time(dec, cache, 2, 1, cfg.vocab_size);  // warm
+    cuda_profile(*be, true);
+    decode_time(dec, cache, steps, 0, cfg.vocab_size);
+    cuda_profile(*be, false);
+    const std::vector<CudaOpTime> ops = cuda_profile_report(*be);
+    double total = 0;
+    for (const auto& o : ops) total += o.ms;
+    std::printf("## One decode step, op by op (4+%lld, eager, each op between two events; %d steps)\n\n"
+                "| op | calls per token | us per token | us per call | share |\n|---|---|---|---|---|\n",
+                (long long)R, steps);
+    for (const auto& o : ops)
+      std::printf("| %s | %.1f | %.1f | %.2f | %.1f%% |\n", o.op.c_str(), double(o.calls) / steps,
+                  1e3 * o.ms / steps, 1e3 * o.ms / double(o.calls), 100.0 * o.ms / total);
+    std::printf("\n(sum of op times: %.3f ms per token; the events between ops also keep PDL from overlapping them)\n\n",
+                total / steps);
+  }
+
   // Re-computation baseline: each token re-encodes the last L = S + R tokens from an empty cache.
   std::printf("## Sliding window with re-computation vs the streaming cache (ms per token)\n\n");
   std::printf("| L = cache size | recompute | streaming (graph) | speedup |\n|---|---|---|---|\n");

@@ -20,11 +20,12 @@
 // Graphs: graph_begin / graph_end capture the ops issued in between on the backend's stream (the decoder's
 // steady-state decode step); kv_store and attention recorded there read t0 from a device scalar that
 // graph_launch(t0) sets before replaying, so one capture serves every later position of the stream.
-#include <algorithm>      // std::max
+#include <algorithm>      // std::max, std::sort, std::find_if
 #include <cstdlib>        // std::getenv
 #include <limits>         // std::numeric_limits
 #include <string>         // std::string, std::to_string
 #include <unordered_set>  // std::unordered_set
+#include <vector>         // std::vector
 
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_common.cuh"  // CUDA_CHECK, CUBLAS_CHECK, cuda:: launchers
@@ -104,6 +105,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     for (void* p : held_) cudaFree(p);
     drop_graph();
+    drop_profile();
     cublasDestroy(cublas_);
     cudaFree(cublas_ws_);
     cudaFree(t0_dev_);
@@ -124,6 +126,7 @@ class CudaBackend final : public Backend {
   }
 
   void copy(void* dst, const void* src, size_t n) override {
+    const OpScope prof(*this, "copy");
     if (n > 0) CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream_));
   }
 
@@ -144,6 +147,7 @@ class CudaBackend final : public Backend {
 
   void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
               const float* bias, float* Y, int64_t ldy) override {
+    const OpScope prof(*this, "linear", N, K, T);
     SLLM_CHECK(wt == DType::F32 || wt == DType::F16 || wt == DType::BF16,
                std::string("cuda linear: weight dtype must be f32, f16 or bf16, got ") + dtype_name(wt));
     if (T <= 0 || N <= 0) return;
@@ -175,6 +179,7 @@ class CudaBackend final : public Backend {
 
   void linear_add(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
                   const float* bias, float* Y, int64_t ldy, float* tmp) override {
+    const OpScope prof(*this, "linear_add", N, K, T);
     if (fused_ops_ && T > 0 && N > 0 && cuda::can_gemv16(X, T, K, ldx, W, wt)) {  // the add in the GEMV epilogue
       cuda::gemv16(X, T, K, ldx, W, wt, N, bias, Y, ldy, true, st());
       return;
@@ -184,6 +189,7 @@ class CudaBackend final : public Backend {
 
   void linear_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
                      float* out, float* tmp) override {
+    const OpScope prof(*this, "linear_swiglu", 2 * F, K, T);
     if (fused_ops_ && T > 0 && F > 0 && cuda::can_gemv16(X, T, K, ldx, Wgu, wt)) {
       cuda::gemv16_swiglu(X, T, K, ldx, Wgu, wt, F, out, F, st());
       return;
@@ -193,6 +199,7 @@ class CudaBackend final : public Backend {
 
   void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
             float* y) override {
+    const OpScope prof(*this, "norm");
     if (op == NormOp::RMS)
       cuda::rmsnorm(x, w, eps, T, D, y, st());
     else
@@ -201,18 +208,27 @@ class CudaBackend final : public Backend {
 
   void rope(float* x, int64_t T, int64_t H, int64_t hd, int64_t ld, int64_t rot, const float* c, const float* s,
             bool inter) override {
+    const OpScope prof(*this, "rope");
     cuda::rope(x, T, H, hd, ld, rot, c, s, inter, st());
   }
 
-  void activation(ActOp op, float* x, int64_t n) override { cuda::activation(op, x, n, st()); }
+  void activation(ActOp op, float* x, int64_t n) override {
+    const OpScope prof(*this, "activation");
+    cuda::activation(op, x, n, st());
+  }
 
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t T, int64_t F, float* o) override {
+    const OpScope prof(*this, "swiglu");
     cuda::swiglu(g, ldg, u, ldu, T, F, o, st());
   }
 
-  void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, st()); }
+  void add(float* y, const float* x, int64_t n) override {
+    const OpScope prof(*this, "add");
+    cuda::add(y, x, n, st());
+  }
 
   void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) override {
+    const OpScope prof(*this, "embedding");
     SLLM_CHECK(t == DType::F32 || t == DType::F16 || t == DType::BF16,
                std::string("cuda embedding: table dtype must be f32, f16 or bf16, got ") + dtype_name(t));
     cuda::embedding(ids, T, table, t, D, out, st());
@@ -221,6 +237,7 @@ class CudaBackend final : public Backend {
   void attention(const float* qa, const float* qs, int64_t ldq, int64_t T, int64_t t0, const void* k,
                  const void* v, const cpu::AttnGeometry& g, float scale, const float* alibi, const float* extra,
                  float* out) override {
+    const OpScope prof(*this, "attention");
     if (T <= 0) return;
     if (T > kDecodeMaxT && !capturing_) {
       cuda::attention_prefill(qa, qs, ldq, T, t0, k, v, g, scale, alibi, extra, out, st());
@@ -238,6 +255,7 @@ class CudaBackend final : public Backend {
   void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
                   int64_t t0, int64_t rot, bool inter, const float* cos, const float* sin, const float* cos_s,
                   const float* sin_s, void* kc, void* vc, const cpu::AttnGeometry& g) override {
+    const OpScope prof(*this, "rope_store");
     if (!fused_ops_) {
       Backend::rope_store(q, ldq, qs, k, ldk, v, ldv, T, t0, rot, inter, cos, sin, cos_s, sin_s, kc, vc, g);
       return;
@@ -248,16 +266,21 @@ class CudaBackend final : public Backend {
 
   void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t t0, void* kc,
                 void* vc, const cpu::AttnGeometry& g) override {
+    const OpScope prof(*this, "kv_store");
     cuda::kv_store(k, ldk, v, ldv, T, t0, capturing_ ? t0_dev_ : nullptr, kc, vc, g, st());
   }
 
   void copy_rows(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t n) override {
+    const OpScope prof(*this, "copy_rows");
     if (rows <= 0 || n <= 0) return;
     CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(ld_dst) * 4, src, size_t(ld_src) * 4, size_t(n) * 4, size_t(rows),
                                  cudaMemcpyDeviceToDevice, stream_));
   }
 
-  void clamp(float* x, int64_t n, float lo, float hi) override { cuda::clamp(x, n, lo, hi, st()); }
+  void clamp(float* x, int64_t n, float lo, float hi) override {
+    const OpScope prof(*this, "clamp");
+    cuda::clamp(x, n, lo, hi, st());
+  }
 
   // Only the id crosses to the host; the 4-byte copy waits for the kernel (and every op queued before it).
   int32_t sample(const float* logits, int64_t V, const SampleParams& p, double u01) override {
@@ -334,6 +357,69 @@ class CudaBackend final : public Backend {
     graph_id_ = 0;
   }
 
+  // ---- profiling (cuda_profile): device time of each eager op, between two events ----
+ public:
+  void profile(bool on) {
+    if (on) drop_profile();
+    profile_ = on;
+  }
+  std::vector<CudaOpTime> profile_report() {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::vector<CudaOpTime> out;
+    for (const Timed& t : timed_) {
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, t.a, t.b));
+      auto it = std::find_if(out.begin(), out.end(), [&](const CudaOpTime& o) { return o.op == t.op; });
+      if (it == out.end()) it = out.insert(out.end(), CudaOpTime{t.op, 0, 0.0});
+      ++it->calls;
+      it->ms += double(ms);
+    }
+    std::sort(out.begin(), out.end(), [](const CudaOpTime& x, const CudaOpTime& y) { return x.ms > y.ms; });
+    return out;
+  }
+
+ private:
+  struct Timed {
+    std::string op;
+    cudaEvent_t a, b;
+  };
+  // Times the op it is declared in: an event before, one after. Only the outermost op counts (a default
+  // implementation that calls other ops is timed once), never during a graph capture, and only while profiling.
+  class OpScope {
+   public:
+    OpScope(CudaBackend& be, const char* op, int64_t n = 0, int64_t k = 0, int64_t t = 0) : be_(be) {
+      if (!be_.profile_ || be_.capturing_) return;
+      counted_ = true;
+      if (be_.prof_depth_++ > 0) return;
+      outer_ = true;
+      t_.op = op;
+      if (n > 0) t_.op += " " + std::to_string(n) + "x" + std::to_string(k) + (t > 1 ? " T" + std::to_string(t) : "");
+      CUDA_CHECK(cudaEventCreate(&t_.a));
+      CUDA_CHECK(cudaEventCreate(&t_.b));
+      CUDA_CHECK(cudaEventRecord(t_.a, be_.stream_));
+    }
+    ~OpScope() {
+      if (!counted_) return;
+      --be_.prof_depth_;
+      if (!outer_) return;
+      if (cudaEventRecord(t_.b, be_.stream_) == cudaSuccess) be_.timed_.push_back(t_);  // no throwing here
+    }
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+
+   private:
+    CudaBackend& be_;
+    Timed t_;
+    bool counted_ = false, outer_ = false;
+  };
+  void drop_profile() {
+    for (const Timed& t : timed_) cudaEventDestroy(t.a), cudaEventDestroy(t.b);
+    timed_.clear();
+  }
+  bool profile_ = false;
+  int prof_depth_ = 0;
+  std::vector<Timed> timed_;
+
   int device_;
   bool fused_ops_;  // rope_store / linear_add / linear_swiglu as one kernel each (else Backend's defaults)
   bool pdl_ = false;  // our kernels launch with programmatic dependent launch (cuda_common.cuh)
@@ -378,6 +464,17 @@ std::unique_ptr<Backend> make_cuda_backend(int device, bool fused_ops, bool pdl)
                 " visible)");
   return std::make_unique<CudaBackend>(device, fused_ops, pdl);
 }
+
+namespace {
+CudaBackend& as_cuda(Backend& be) {
+  auto* c = dynamic_cast<CudaBackend*>(&be);
+  if (!c) throw Error(std::string("cuda_profile: the backend is '") + be.name() + "', not a CUDA backend");
+  return *c;
+}
+}  // namespace
+
+void cuda_profile(Backend& be, bool on) { as_cuda(be).profile(on); }
+std::vector<CudaOpTime> cuda_profile_report(Backend& be) { return as_cuda(be).profile_report(); }
 
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes) {
   if (bytes == 0) return;

@@ -10,6 +10,7 @@
 #include <cstdint>  // int64_t, uint64_t
 #include <memory>   // std::unique_ptr
 #include <string>   // std::string
+#include <vector>   // std::vector
 
 #include "ops/backend.h"  // Backend
 
@@ -26,6 +27,19 @@ int cuda_device_count();
 // launch overlaps its predecessor's tail; the environment variable SLLM_CUDA_PDL=0 turns it off): the same results,
 // bit for bit.
 std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fused_ops = true, bool pdl = true);
+
+// Where a decode step's device time goes: cuda_profile(be, true) starts recording the device time of every eager
+// op issued on CUDA backend `be` (an event before and after each; graph replays are not seen, and the events keep
+// PDL from overlapping the ops, so the numbers are eager-mode times); cuda_profile(be, false) stops.
+// cuda_profile_report waits for the device and sums what was recorded by op ("linear 12288x4096" names a linear by
+// its N x K, with " T<n>" for more than one row), most expensive first. Throws when `be` is not a CUDA backend.
+struct CudaOpTime {
+  std::string op;
+  int64_t calls = 0;
+  double ms = 0;
+};
+void cuda_profile(Backend& be, bool on);
+std::vector<CudaOpTime> cuda_profile_report(Backend& be);
 
 // Blocking copies between host memory and device memory (from a CUDA backend's alloc()). Throw sllm::Error.
 void cuda_upload(void* dst_device, const void* src_host, size_t bytes);

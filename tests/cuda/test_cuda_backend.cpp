@@ -190,6 +190,28 @@ TEST_F(CudaBackendTest, LinearSwiglu) {
   }
 }
 
+// The op profiler (bench_cuda's op-by-op table): while on, each op is timed once under its name (a linear under its
+// N x K; a fused op that falls back to its parts still counts once); off, nothing more is recorded; a CPU backend
+// is refused by name.
+TEST_F(CudaBackendTest, ProfileTimesEachOpOnce) {
+  const int64_t K = 64, N = 48;
+  const Encoded W = encode(uniform(size_t(N * K)), DType::F16);
+  Dev dX = upload(gpu(), uniform(size_t(K))), dW = upload(gpu(), W.bytes), dY = upload(gpu(), uniform(size_t(N)));
+  cuda_profile(gpu(), true);
+  for (int i = 0; i < 3; ++i) gpu().linear(dX.as<float>(), 1, K, K, dW.get(), DType::F16, N, nullptr, dY.as<float>(), N);
+  gpu().add(dY.as<float>(), dY.as<float>(), N);
+  cuda_profile(gpu(), false);
+  gpu().add(dY.as<float>(), dY.as<float>(), N);  // not recorded
+  const std::vector<CudaOpTime> ops = cuda_profile_report(gpu());
+  ASSERT_EQ(ops.size(), 2u);
+  for (const CudaOpTime& o : ops) {
+    EXPECT_TRUE(o.op == "linear 48x64" || o.op == "add") << o.op;
+    EXPECT_EQ(o.calls, o.op == "add" ? 1 : 3) << o.op;
+    EXPECT_GT(o.ms, 0.0) << o.op;
+  }
+  EXPECT_THROW(cuda_profile(cpu(), true), Error);
+}
+
 TEST_F(CudaBackendTest, Norm) {
   const int64_t T = 4;
   for (int64_t D : {576, 1000}) {
