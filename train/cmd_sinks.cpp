@@ -7,8 +7,12 @@
 #include <cstdio>  // std::printf
 #include <memory>  // std::make_shared
 #include <string>  // std::string
+#include <vector>  // std::vector
+
+#include "core/error.h"  // Error
 
 #include "infer/common.h"
+#include "train/plot.h"          // plot::write_heatmaps_svg
 #include "model/bundle.h"        // load_bundle
 #include "train/sink_probe.h"    // probe_sink
 #include "train/token_data.h"    // TokenShard
@@ -20,6 +24,7 @@ namespace {
 struct SinksArgs {
   std::string model, data, split = "val", svg;
   int64_t seq_len = 256, rows = 8, from = 16;
+  std::vector<int64_t> layers;  // --svg panels (default: every layer)
   int threads = 0;
 };
 
@@ -27,6 +32,10 @@ void run(const SinksArgs& a) {
   if (a.threads > 0) omp_set_num_threads(a.threads);
   const ModelBundle b = load_bundle(a.model);
   const ModelConfig& c = b.model.cfg;
+  for (int64_t l : a.layers)
+    if (l < 0 || l >= c.n_layers)
+      throw Error("--layers: " + std::to_string(l) + " is not a layer of this " + std::to_string(c.n_layers) +
+                  "-layer model");
   const train::TokenShard shard = train::TokenShard::open(a.data + "/" + a.split + ".bin");
   train::SinkProbeOptions o;
   o.seq_len = a.seq_len;
@@ -52,10 +61,19 @@ void run(const SinksArgs& a) {
   }
   std::printf("\nuniform attention would give %.4f on %s\n", p.uniform, what.c_str());
   if (!a.svg.empty()) {
-    plot::write_heatmaps_svg(
-        train::sink_heatmaps(p, "attention over the first " + std::to_string(p.map_n) +
-                                    " positions (mean over windows and heads): " + sink_name(c.sink)),
-        a.svg);
+    plot::Heatmaps h = train::sink_heatmaps(p, "attention over the first " + std::to_string(p.map_n) +
+                                                   " positions (mean over windows and heads): " + sink_name(c.sink));
+    if (!a.layers.empty()) {
+      plot::Heatmaps keep = h;
+      keep.names.clear();
+      keep.values.clear();
+      for (int64_t l : a.layers) {
+        keep.names.push_back(h.names[size_t(l)]);
+        keep.values.push_back(h.values[size_t(l)]);
+      }
+      h = keep;
+    }
+    plot::write_heatmaps_svg(h, a.svg);
     std::printf("attention maps: %s\n", a.svg.c_str());
   }
 }
@@ -84,6 +102,8 @@ void register_sinks(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--svg", a->svg, "Also write each layer's attention map over the first 16 positions (the "
                                     "paper's Fig. 2) to this SVG file");
+  sub->add_option("--layers", a->layers, "With --svg: only these layers' maps (comma list; default all)")
+      ->delimiter(',');
   sub->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   sub->callback([a] { run(*a); });
 }
