@@ -186,7 +186,8 @@ float* Decoder::buf(size_t n) {
   return static_cast<float*>(p);
 }
 
-void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache) {
+void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache,
+                              const PendingNorm* pre) {
   const ModelConfig& c = m_.cfg;
   const int64_t D = c.hidden, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim(), W = c.qkv_dim();
   // 1. Projections: q (T, H, hd), k, v (T, Hkv, hd), each with its own row stride: views into the fused output
@@ -197,11 +198,19 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
   const Tensor& fused = have_fused ? fused_[size_t(l)].qkv : L.wqkv;
   const Tensor& fused_b = have_fused ? fused_[size_t(l)].bqkv : L.bqkv;
   if (c.qkv == QkvLayout::Separate && !have_fused) {
+    if (pre) {  // three readers: normalise once
+      be_.norm(pre->op, pre->x, pre->w, pre->b, c.norm_eps, T, D, xn_);
+      xn = xn_;
+    }
     be_.linear(xn, T, D, D, L.wq.data, L.wq.dtype, qd, L.bq.as<float>(), q_, qd);
     be_.linear(xn, T, D, D, L.wk.data, L.wk.dtype, kvd, L.bk.as<float>(), k_, kvd);
     be_.linear(xn, T, D, D, L.wv.data, L.wv.dtype, kvd, L.bv.as<float>(), v_, kvd);
   } else {
-    be_.linear(xn, T, D, D, fused.data, fused.dtype, W, fused_b.as<float>(), qkv_, W);
+    if (pre)
+      be_.norm_linear(pre->op, pre->x, pre->w, pre->b, c.norm_eps, T, D, xn_, fused.data, fused.dtype, W,
+                      fused_b.as<float>(), qkv_, W);
+    else
+      be_.linear(xn, T, D, D, fused.data, fused.dtype, W, fused_b.as<float>(), qkv_, W);
     if (c.clip_qkv > 0) be_.clamp(qkv_, T * W, -c.clip_qkv, c.clip_qkv);
     if (have_fused || c.qkv == QkvLayout::Blocked) {  // [all q | all k | all v]: strided views, no copies
       q = qkv_, k = qkv_ + qd, v = qkv_ + qd + kvd;
@@ -232,14 +241,21 @@ void Decoder::attention_block(const LayerWeights& L, int64_t l, const float* xn,
   be_.linear_add(att_, T, qd, qd, L.wo.data, L.wo.dtype, D, L.bo.as<float>(), x_, D, proj_);  // x += proj
 }
 
-void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T) {
+void Decoder::mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, const PendingNorm* pre) {
   const ModelConfig& c = m_.cfg;
   const int64_t D = c.hidden, F = c.ffn;
   if (!fused_.empty() && !fused_[size_t(l)].gate_up.empty()) {  // one GEMM for [gate | up], rows 2F wide
     const Tensor& gu = fused_[size_t(l)].gate_up;
-    be_.linear_swiglu(xn, T, D, D, gu.data, gu.dtype, F, h2_, h1_);
+    if (pre)
+      be_.norm_linear_swiglu(pre->op, pre->x, pre->w, pre->b, c.norm_eps, T, D, xn_, gu.data, gu.dtype, F, h2_, h1_);
+    else
+      be_.linear_swiglu(xn, T, D, D, gu.data, gu.dtype, F, h2_, h1_);
     be_.linear_add(h2_, T, F, F, L.w_down.data, L.w_down.dtype, D, L.b_down.as<float>(), x_, D, mlp_);
     return;
+  }
+  if (pre) {  // not fused: normalise first
+    be_.norm(pre->op, pre->x, pre->w, pre->b, c.norm_eps, T, D, xn_);
+    xn = xn_;
   }
   if (c.mlp == MlpKind::SwiGLU) {
     be_.linear(xn, T, D, D, L.w_gate.data, L.w_gate.dtype, F, nullptr, h1_, F);
@@ -337,11 +353,13 @@ void Decoder::run_ops(const int32_t* ids_b, int64_t T, KVCache& cache, int64_t n
   const int64_t D = c.hidden;
   be_.embedding(ids_b, T, w_->embed.data, w_->embed.dtype, D, x_);
   const NormOp nop = c.norm == NormKind::RMSNorm ? NormOp::RMS : NormOp::Layer;
+  // On a device with fused projections, each norm of a sequential block is folded into the one GEMV that reads it.
+  const bool fold = !be_.host_memory() && !fused_.empty();
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w_->layers[size_t(l)];
     // Both blocks add their output into x_ (Backend::linear_add): x = (x + attn) + mlp.
-    be_.norm(nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>(), c.norm_eps, T, D, xn_);
     if (c.parallel_residual) {  // both blocks read the layer's input: its norms first, then the adds
+      be_.norm(nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>(), c.norm_eps, T, D, xn_);
       const float* mlp_in = xn_;
       if (!c.shared_norm) {
         be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn2_);
@@ -349,7 +367,13 @@ void Decoder::run_ops(const int32_t* ids_b, int64_t T, KVCache& cache, int64_t n
       }
       attention_block(L, l, xn_, T, cache);
       mlp_block(L, l, mlp_in, T);
+    } else if (fold) {  // each norm folded into the GEMV that reads it (Backend::norm_linear)
+      const PendingNorm pa{nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>()};
+      attention_block(L, l, nullptr, T, cache, &pa);
+      const PendingNorm pm{nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>()};
+      mlp_block(L, l, nullptr, T, &pm);
     } else {
+      be_.norm(nop, x_, L.attn_norm_w.as<float>(), L.attn_norm_b.as<float>(), c.norm_eps, T, D, xn_);
       attention_block(L, l, xn_, T, cache);
       be_.norm(nop, x_, L.mlp_norm_w.as<float>(), L.mlp_norm_b.as<float>(), c.norm_eps, T, D, xn_);
       mlp_block(L, l, xn_, T);

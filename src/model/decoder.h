@@ -51,9 +51,16 @@ class Decoder {
  private:
   float* buf(size_t n);
   void place_weights();
-  void attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache);
-  // The two blocks of a layer; each adds its output into the residual stream x_.
-  void mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T);
+  // A norm not applied yet: the block's first linear applies it (Backend::norm_linear). Device path only.
+  struct PendingNorm {
+    NormOp op;
+    const float *x, *w, *b;
+  };
+  // The two blocks of a layer; each adds its output into the residual stream x_. Their input is xn, or, when
+  // `pre` is given, norm(pre->x), folded into the first projection where the weights are fused.
+  void attention_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, KVCache& cache,
+                       const PendingNorm* pre = nullptr);
+  void mlp_block(const LayerWeights& L, int64_t l, const float* xn, int64_t T, const PendingNorm* pre = nullptr);
   // Joins each layer's q/k/v projections into one [q | k | v] matrix (reordering a per-group fused QKV to that
   // order) and gate/up into [gate | up] (see the constructor's `fuse`).
   void fuse_weights();

@@ -67,6 +67,22 @@ class Backend {
   }
   virtual void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
                     float* y) = 0;
+  // Y(T, N) = norm(x) W^T + bias: a norm (as norm(): weights nw, nb over K) and the one linear that reads it, as
+  // one op (a device computes each row's statistics in its GEMV and normalises X as it loads it). xn: (T, K)
+  // scratch, rows of K, that the default writes norm(x) to before the linear (a fused form may leave it alone).
+  virtual void norm_linear(NormOp op, const float* x, const float* nw, const float* nb, float eps, int64_t T,
+                           int64_t K, float* xn, const void* W, DType wt, int64_t N, const float* bias, float* Y,
+                           int64_t ldy) {
+    norm(op, x, nw, nb, eps, T, K, xn);
+    linear(xn, T, K, K, W, wt, N, bias, Y, ldy);
+  }
+  // The same before linear_swiglu: out(T, F) = SwiGLU of norm(x) [Wg | Wu]^T. tmp as for linear_swiglu.
+  virtual void norm_linear_swiglu(NormOp op, const float* x, const float* nw, const float* nb, float eps, int64_t T,
+                                  int64_t K, float* xn, const void* Wgu, DType wt, int64_t F, float* out,
+                                  float* tmp) {
+    norm(op, x, nw, nb, eps, T, K, xn);
+    linear_swiglu(xn, T, K, K, Wgu, wt, F, out, tmp);
+  }
   virtual void rope(float* x, int64_t T, int64_t H, int64_t head_dim, int64_t ld, int64_t rot_dims,
                     const float* cos, const float* sin, bool interleaved) = 0;
   virtual void activation(ActOp op, float* x, int64_t n) = 0;
