@@ -197,6 +197,29 @@ class CudaBackend final : public Backend {
     Backend::linear_swiglu(X, T, K, ldx, Wgu, wt, F, out, tmp);
   }
 
+  void norm_linear(NormOp op, const float* x, const float* nw, const float* nb, float eps, int64_t T, int64_t K,
+                   float* xn, const void* W, DType wt, int64_t N, const float* bias, float* Y, int64_t ldy) override {
+    const OpScope prof(*this, "norm_linear", N, K, T);
+    const cuda::NormSpec n{nw, op == NormOp::Layer ? nb : nullptr, eps, op == NormOp::Layer};
+    if (fused_ops_ && T > 0 && N > 0 && cuda::can_gemv16(x, T, K, K, W, wt) && cuda::can_fold_norm(n)) {
+      cuda::gemv16(x, T, K, K, W, wt, N, bias, Y, ldy, false, st(), n);  // no norm kernel: the GEMV normalises
+      return;
+    }
+    Backend::norm_linear(op, x, nw, nb, eps, T, K, xn, W, wt, N, bias, Y, ldy);
+  }
+
+  void norm_linear_swiglu(NormOp op, const float* x, const float* nw, const float* nb, float eps, int64_t T,
+                          int64_t K, float* xn, const void* Wgu, DType wt, int64_t F, float* out,
+                          float* tmp) override {
+    const OpScope prof(*this, "norm_linear_swiglu", 2 * F, K, T);
+    const cuda::NormSpec n{nw, op == NormOp::Layer ? nb : nullptr, eps, op == NormOp::Layer};
+    if (fused_ops_ && T > 0 && F > 0 && cuda::can_gemv16(x, T, K, K, Wgu, wt) && cuda::can_fold_norm(n)) {
+      cuda::gemv16_swiglu(x, T, K, K, Wgu, wt, F, out, F, st(), n);
+      return;
+    }
+    Backend::norm_linear_swiglu(op, x, nw, nb, eps, T, K, xn, Wgu, wt, F, out, tmp);
+  }
+
   void norm(NormOp op, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D,
             float* y) override {
     const OpScope prof(*this, "norm");

@@ -136,14 +136,25 @@ void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t 
 constexpr int64_t kGemvMaxT = 8;
 // True when gemv16 takes this linear: a 16-bit weight, T <= kGemvMaxT, K % 8 == 0, 16-byte aligned rows.
 bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt);
+// A row norm the GEMV applies to X as it reads it (Backend::norm_linear): x' = (x - mean_t) * rstd_t * w (+ b), the
+// expressions of the norm kernels (mean 0 for RMSNorm), with each row's statistics computed by every block in f32
+// (the norm kernels' order of operations; the CPU's norm sums in double). w == nullptr: no norm.
+struct NormSpec {
+  const float* w = nullptr;  // (K)
+  const float* b = nullptr;  // (K) or null
+  float eps = 0.0f;
+  bool layer = false;  // LayerNorm (mean and variance); else RMSNorm
+};
+// True when gemv16 can fold this norm: w (and b, when given) 16-byte aligned.
+bool can_fold_norm(const NormSpec& n);
 // Y(T, N) = X(T, K) W(N, K)^T + bias (accumulate: Y += that), f32 X and accumulation, W in F16 or BF16
-// (can_gemv16 must hold).
+// (can_gemv16 must hold). With nrm.w set, X is normalised first (can_fold_norm must hold; X's row stride ldx).
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
-            const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s);
+            const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s, const NormSpec& nrm = {});
 // out(T, F) = silu(X Wg^T) * (X Wu^T) with Wgu = [Wg | Wu], (2F, K) 16-bit (can_gemv16 must hold for it): the
-// SwiGLU MLP's first half in one kernel, bit-identical to gemv16 into (T, 2F) then swiglu.
+// SwiGLU MLP's first half in one kernel, bit-identical to gemv16 into (T, 2F) then swiglu. nrm as for gemv16.
 void gemv16_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
-                   float* out, int64_t ldo, Stream s);
+                   float* out, int64_t ldo, Stream s, const NormSpec& nrm = {});
 
 // How the split-K decode attention cuts the key range of a cache geometry: `splits` chunks of `chunk` keys, and
 // the scratch it needs. Depends on the geometry, T and the SM count only (so a captured graph stays valid).

@@ -47,17 +47,43 @@ __device__ __forceinline__ void unpack8(const uint4& v, float* f) {
   }
 }
 
-// acc[t][r] += W_r[8 k8 .. 8 k8 + 8) . X_t[8 k8 .. 8 k8 + 8) for the warp's RW rows, X read once for all of them.
-template <int TT, int RW, bool BF16>
+__device__ __forceinline__ void norm4(float4& x, float mean, float rstd, const float4& w) {
+  x.x = (x.x - mean) * rstd * w.x;
+  x.y = (x.y - mean) * rstd * w.y;
+  x.z = (x.z - mean) * rstd * w.z;
+  x.w = (x.w - mean) * rstd * w.w;
+}
+
+// acc[t][r] += W_r[8 k8 .. 8 k8 + 8) . X_t[8 k8 .. 8 k8 + 8) for the warp's RW rows, X read once for all of them
+// (NORM: normalised with the row statistics mean[t], rstd[t] and the norm weights of nrm).
+template <int TT, int RW, bool BF16, bool NORM>
 __device__ __forceinline__ void gemv_fma(const uint4 (&wv)[RW], const float* __restrict__ X, int64_t ldx,
-                                         int64_t k8, float (&acc)[TT][RW]) {
+                                         int64_t k8, float (&acc)[TT][RW], const NormSpec& nrm,
+                                         const float (&mean)[TT], const float (&rstd)[TT]) {
   float w[RW][8];
 #pragma unroll
   for (int r = 0; r < RW; ++r) unpack8<BF16>(wv[r], w[r]);
+  float4 nwa, nwb, nba = {0, 0, 0, 0}, nbb = {0, 0, 0, 0};
+  if constexpr (NORM) {
+    const float4* nw = reinterpret_cast<const float4*>(nrm.w) + 2 * k8;
+    nwa = __ldg(nw), nwb = __ldg(nw + 1);
+    if (nrm.b) {
+      const float4* nb = reinterpret_cast<const float4*>(nrm.b) + 2 * k8;
+      nba = __ldg(nb), nbb = __ldg(nb + 1);
+    }
+  }
 #pragma unroll
   for (int t = 0; t < TT; ++t) {
     const float4* x = reinterpret_cast<const float4*>(X + t * ldx) + 2 * k8;
-    const float4 a = __ldg(x), b = __ldg(x + 1);
+    float4 a = __ldg(x), b = __ldg(x + 1);
+    if constexpr (NORM) {
+      norm4(a, mean[t], rstd[t], nwa);
+      norm4(b, mean[t], rstd[t], nwb);
+      if (nrm.b) {
+        a.x += nba.x, a.y += nba.y, a.z += nba.z, a.w += nba.w;
+        b.x += nbb.x, b.y += nbb.y, b.z += nbb.z, b.w += nbb.w;
+      }
+    }
 #pragma unroll
     for (int r = 0; r < RW; ++r)
       acc[t][r] += w[r][0] * a.x + w[r][1] * a.y + w[r][2] * a.z + w[r][3] * a.w + w[r][4] * b.x +
@@ -75,10 +101,13 @@ constexpr int kGemvUnroll = 4;  // k-steps per iteration: kGemvRows * kGemvUnrol
 //   SWIGLU (RW = 2, grid ceil(N / kGemvWarps)): W is [gate | up], (2N, K); warp n computes gate row n and up row
 //     n + N and writes silu(g) * u to Y[., n], the very expression of swiglu_kernel (the sums are the plain
 //     form's, so the result has the same bits as a GEMV into [gate | up] followed by swiglu).
-template <int TT, int RW, bool BF16, bool SWIGLU>
+// NORM: X's rows are normalised as they are read (NormSpec); every block first computes the statistics of the TT
+// rows itself (two passes over K floats from L2, as layernorm_kernel), so no separate norm kernel runs.
+template <int TT, int RW, bool BF16, bool SWIGLU, bool NORM>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv16_kernel(const float* __restrict__ X, int64_t ldx, const uint4* __restrict__ W, int64_t K, int64_t N,
-                  const float* __restrict__ bias, float* __restrict__ Y, int64_t ldy, bool accumulate) {
+                  const float* __restrict__ bias, float* __restrict__ Y, int64_t ldy, bool accumulate,
+                  NormSpec nrm) {
   static_assert(!SWIGLU || RW == 2, "the SwiGLU form pairs a gate row with an up row");
   const int lane = threadIdx.x & 31;
   const int64_t warp_id = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
@@ -97,6 +126,30 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         if (lane + 32 * u < K8) prefetch_l2(w[r] + lane + 32 * u);
   }
   kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
+  float mean[TT], rstd[TT];
+  if constexpr (NORM) {  // every thread of the block takes part (before any warp leaves)
+    __shared__ float red[32];
+#pragma unroll
+    for (int t = 0; t < TT; ++t) {
+      const float* xr = X + t * ldx;
+      float m = 0.0f;
+      if (nrm.layer) {
+        float s = 0.0f;
+        for (int64_t k = threadIdx.x; k < K; k += blockDim.x) s += xr[k];
+        m = block_sum(s, red) / float(K);
+      }
+      float v = 0.0f;
+      for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+        const float d = xr[k] - m;
+        v += d * d;
+      }
+      mean[t] = m;
+      rstd[t] = 1.0f / sqrtf(block_sum(v, red) / float(K) + nrm.eps);
+    }
+  } else {
+#pragma unroll
+    for (int t = 0; t < TT; ++t) mean[t] = 0.0f, rstd[t] = 1.0f;
+  }
   if (n0 >= N) return;
   float acc[TT][RW];
 #pragma unroll
@@ -111,13 +164,13 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
       for (int r = 0; r < RW; ++r) wv[u][r] = __ldg(w[r] + i + 32 * u);
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) gemv_fma<TT, RW, BF16>(wv[u], X, ldx, i + 32 * u, acc);
+    for (int u = 0; u < kGemvUnroll; ++u) gemv_fma<TT, RW, BF16, NORM>(wv[u], X, ldx, i + 32 * u, acc, nrm, mean, rstd);
   }
   for (; i < K8; i += 32) {
     uint4 wv[RW];
 #pragma unroll
     for (int r = 0; r < RW; ++r) wv[r] = __ldg(w[r] + i);
-    gemv_fma<TT, RW, BF16>(wv, X, ldx, i, acc);
+    gemv_fma<TT, RW, BF16, NORM>(wv, X, ldx, i, acc, nrm, mean, rstd);
   }
   if constexpr (SWIGLU) {
 #pragma unroll
@@ -140,17 +193,17 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-template <bool BF16, bool SWIGLU>
+template <bool BF16, bool SWIGLU, bool NORM>
 void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
-                   float* Y, int64_t ldy, bool accumulate, Stream s) {
+                   float* Y, int64_t ldy, bool accumulate, Stream s, const NormSpec& nrm) {
   const int64_t per_block = int64_t(kGemvWarps) * (SWIGLU ? 1 : kGemvRows);
   const unsigned grid = unsigned((N + per_block - 1) / per_block);
   const auto* w = static_cast<const uint4*>(W);
   switch (T) {
 #define SLLM_GEMV_CASE(TT)                                                                                \
   case TT:                                                                                                \
-    launch(gemv16_kernel<TT, kGemvRows, BF16, SWIGLU>, grid, kGemvWarps * 32, 0, s, X, ldx, w, K, N, bias, Y, \
-           ldy, accumulate);                                                                              \
+    launch(gemv16_kernel<TT, kGemvRows, BF16, SWIGLU, NORM>, grid, kGemvWarps * 32, 0, s, X, ldx, w, K, N,    \
+           bias, Y, ldy, accumulate, nrm);                                                                \
     break;
     SLLM_GEMV_CASE(1)
     SLLM_GEMV_CASE(2)
@@ -368,22 +421,28 @@ bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W
          reinterpret_cast<uintptr_t>(X) % 16 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
 }
 
+bool can_fold_norm(const NormSpec& n) {
+  return n.w && reinterpret_cast<uintptr_t>(n.w) % 16 == 0 && reinterpret_cast<uintptr_t>(n.b) % 16 == 0;
+}
+
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
-            const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s) {
+            const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s, const NormSpec& nrm) {
   if (N <= 0 || T <= 0) return;
-  if (wt == DType::BF16)
-    launch_gemv16<true, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
-  else
-    launch_gemv16<false, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s);
+  const bool bf16 = wt == DType::BF16, norm = nrm.w != nullptr;
+  if (bf16 && norm) launch_gemv16<true, false, true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  else if (bf16) launch_gemv16<true, false, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  else if (norm) launch_gemv16<false, false, true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  else launch_gemv16<false, false, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
 }
 
 void gemv16_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
-                   float* out, int64_t ldo, Stream s) {
+                   float* out, int64_t ldo, Stream s, const NormSpec& nrm) {
   if (F <= 0 || T <= 0) return;
-  if (wt == DType::BF16)
-    launch_gemv16<true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s);
-  else
-    launch_gemv16<false, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s);
+  const bool bf16 = wt == DType::BF16, norm = nrm.w != nullptr;
+  if (bf16 && norm) launch_gemv16<true, true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
+  else if (bf16) launch_gemv16<true, true, false>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
+  else if (norm) launch_gemv16<false, true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
+  else launch_gemv16<false, true, false>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
 }
 
 DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {

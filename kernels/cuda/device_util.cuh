@@ -17,4 +17,15 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total. red: 32 floats of
+// shared memory. Every thread of the block must call it.
+__device__ __forceinline__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // red may still be being read by a previous block_sum
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  return warp_sum(lane < nw ? red[lane] : 0.0f);
+}
+
 }  // namespace sllm::cuda

@@ -27,15 +27,6 @@ constexpr int64_t kMaxBlocks = 1 << 16; // grid cap for grid-stride loops
 // Blocks for a grid-stride loop over n elements.
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)); }
 
-// Sum over the block (blockDim.x a multiple of 32); every thread gets the total. red: 32 floats of shared memory.
-__device__ float block_sum(float v, float* red) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // red may still be being read by a previous block_sum
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  return warp_sum(lane < nw ? red[lane] : 0.0f);
-}
 
 // ---- norms ---------------------------------------------------------------------------------------------------
 

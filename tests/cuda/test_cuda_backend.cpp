@@ -190,6 +190,62 @@ TEST_F(CudaBackendTest, LinearSwiglu) {
   }
 }
 
+// norm_linear / norm_linear_swiglu: the norm folded into the GEMV (each block computes the row statistics in f32)
+// against the CPU default (norm in double, then the linear), RMSNorm and LayerNorm with and without a bias, on the
+// GEMV path (16-bit weights, T <= 8) and the fallback (f32 weights, T = 9). The bound is the linear's over the
+// normalised inputs plus 1e-5 relative for the statistics' f32 sums.
+TEST_F(CudaBackendTest, NormLinear) {
+  const int64_t K = 136, N = 40, F = 24;
+  for (DType wt : {DType::F32, DType::F16, DType::BF16})
+    for (int64_t T : {1, 3, 8, 9})
+      for (int kind = 0; kind < 3; ++kind) {  // RMS, Layer with bias, Layer without
+        const NormOp op = kind == 0 ? NormOp::RMS : NormOp::Layer;
+        const std::string what = std::string("norm_linear ") + dtype_name(wt) + " T=" + std::to_string(T) +
+                                 " kind=" + std::to_string(kind);
+        const std::vector<float> X = uniform(size_t(T * K), -3.0f, 3.0f), nw = uniform(size_t(K), 0.5f, 1.5f),
+                                 nb = uniform(size_t(K)), bias = uniform(size_t(N));
+        const float* b_h = kind == 1 ? nb.data() : nullptr;
+        const Encoded W = encode(uniform(size_t(N * K)), wt), Wgu = encode(uniform(size_t(2 * F * K)), wt);
+        std::vector<float> xn(size_t(T * K), kNaN), ref(size_t(T * N), kNaN), sref(size_t(T * F), kNaN),
+            tmp(size_t(T * 2 * F), kNaN);
+        cpu().norm_linear(op, X.data(), nw.data(), b_h, 1e-5f, T, K, xn.data(), W.bytes.data(), wt, N, bias.data(),
+                          ref.data(), N);
+        cpu().norm_linear_swiglu(op, X.data(), nw.data(), b_h, 1e-5f, T, K, xn.data(), Wgu.bytes.data(), wt, F,
+                                 sref.data(), tmp.data());
+        Dev dX = upload(gpu(), X), dw = upload(gpu(), nw), db = upload(gpu(), nb), dbias = upload(gpu(), bias);
+        Dev dW = upload(gpu(), W.bytes), dWgu = upload(gpu(), Wgu.bytes);
+        Dev dxn = upload(gpu(), std::vector<float>(xn.size(), kNaN)), dY = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+        Dev dS = upload(gpu(), std::vector<float>(sref.size(), kNaN)), dtmp = upload(gpu(), tmp);
+        const float* db_d = kind == 1 ? db.as<float>() : nullptr;
+        gpu().norm_linear(op, dX.as<float>(), dw.as<float>(), db_d, 1e-5f, T, K, dxn.as<float>(), dW.get(), wt, N,
+                          dbias.as<float>(), dY.as<float>(), N);
+        gpu().norm_linear_swiglu(op, dX.as<float>(), dw.as<float>(), db_d, 1e-5f, T, K, dxn.as<float>(), dWgu.get(),
+                                 wt, F, dS.as<float>(), dtmp.as<float>());
+        std::vector<double> bound(ref.size()), sbound(sref.size());
+        const double tol = linear_tol(wt) + 1e-5;
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t n = 0; n < N; ++n) {
+            double s = std::fabs(bias[size_t(n)]);
+            for (int64_t k = 0; k < K; ++k) s += std::fabs(xn[size_t(t * K + k)] * W.values[size_t(n * K + k)]);
+            bound[size_t(t * N + n)] = tol * s + 1e-6 * std::fabs(double(ref[size_t(t * N + n)]));
+          }
+          for (int64_t n = 0; n < F; ++n) {
+            double sg = 0, su = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const double x = xn[size_t(t * K + k)];
+              sg += std::fabs(x * Wgu.values[size_t(n * K + k)]);
+              su += std::fabs(x * Wgu.values[size_t((F + n) * K + k)]);
+            }
+            const double g = tmp[size_t(t * 2 * F + n)], u = tmp[size_t(t * 2 * F + F + n)];
+            sbound[size_t(t * F + n)] = tol * (1.1 * sg * std::fabs(u) + std::fabs(g / (1.0 + std::exp(-g))) * su) +
+                                        1e-6 * std::fabs(double(sref[size_t(t * F + n)]));
+          }
+        }
+        expect_close(download<float>(dY), ref, bound, what);
+        expect_close(download<float>(dS), sref, sbound, what + " swiglu");
+      }
+}
+
 // The op profiler (bench_cuda's op-by-op table): while on, each op is timed once under its name (a linear under its
 // N x K; a fused op that falls back to its parts still counts once); off, nothing more is recorded; a CPU backend
 // is refused by name.
