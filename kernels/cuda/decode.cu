@@ -95,7 +95,8 @@ constexpr int kGemvWarps = 4;   // warps per block
 constexpr int kGemvRows = 2;    // rows per warp: each X load serves both
 constexpr int kGemvUnroll = 4;  // k-steps per iteration: kGemvRows * kGemvUnroll 16-byte loads in flight per lane
 
-// block kGemvWarps * 32. W: 16-bit rows as uint4 vectors; X: (TT, K) f32 stride ldx. Two forms:
+// block kGemvWarps * 32. W: 16-bit rows as uint4 vectors; X: (TT, K) f32 stride ldx. Two forms, each with or
+// without a folded norm:
 //   plain (grid ceil(N / (kGemvWarps * RW))): W is (N, K); a warp computes rows n0 .. n0 + RW - 1 (rows past N
 //     repeat row N - 1 and are not written) into Y (+ bias, added into Y when accumulate);
 //   SWIGLU (RW = 2, grid ceil(N / kGemvWarps)): W is [gate | up], (2N, K); warp n computes gate row n and up row
@@ -164,7 +165,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
       for (int r = 0; r < RW; ++r) wv[u][r] = __ldg(w[r] + i + 32 * u);
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) gemv_fma<TT, RW, BF16, NORM>(wv[u], X, ldx, i + 32 * u, acc, nrm, mean, rstd);
+    for (int u = 0; u < kGemvUnroll; ++u)
+      gemv_fma<TT, RW, BF16, NORM>(wv[u], X, ldx, i + 32 * u, acc, nrm, mean, rstd);
   }
   for (; i < K8; i += 32) {
     uint4 wv[RW];
