@@ -426,75 +426,81 @@ double TrainModel::attention_probability(int64_t layer, int64_t b, int64_t h, in
   return prob(q.data(), k.data(), hd, c.scale(), lse);
 }
 
-std::vector<double> TrainModel::first_token_attention(int64_t from, int64_t count) const {
+struct TrainModel::SavedSoftmax {
+  int64_t B, T, H, KV, hd;
+  float scale;
+  std::vector<float> q, k, lse;  // (B, T, H, hd), (B, T, KV, hd), (B, H, T)
+  float lse_at(int64_t b, int64_t h, int64_t t) const { return lse[size_t((b * H + h) * T + t)]; }
+  // p(query t -> key j) of head h in row b.
+  double p(int64_t b, int64_t h, int64_t t, int64_t j) const {
+    return prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t(((b * T + j) * KV + h / (H / KV)) * hd)], hd, scale,
+                lse_at(b, h, t));
+  }
+};
+
+void TrainModel::for_each_layer_softmax(const char* what,
+                                        const std::function<void(int64_t, const SavedSoftmax&)>& f) const {
   const ModelConfig& c = cfg_;
-  if (!acts_) throw Error("first_token_attention: no forward pass yet");
-  if (count < 1) throw Error("first_token_attention: count must be >= 1");
-  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
-  from = std::max<int64_t>(0, std::min(from, T - 1));
-  std::vector<float> q(size_t(B * T * H * hd)), k(size_t(B * T * KV * hd)), lse(size_t(B * H * T));
-  std::vector<double> out;
+  if (!acts_) throw Error(std::string(what) + ": no forward pass yet");
+  SavedSoftmax s{acts_->B, acts_->T, c.n_heads, c.n_kv_heads, c.head_dim, c.scale(), {}, {}, {}};
+  s.q.resize(size_t(s.B * s.T * s.H * s.hd));
+  s.k.resize(size_t(s.B * s.T * s.KV * s.hd));
+  s.lse.resize(size_t(s.B * s.H * s.T));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const Acts::L& S = acts_->layers[size_t(l)];
-    be_.download(q.data(), S.q.get(), q.size());
-    be_.download(k.data(), S.k.get(), k.size());
-    be_.download(lse.data(), S.lse.get(), lse.size());
-    double sum = 0;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t t = from; t < T; ++t)
-          for (int64_t j = 0; j < std::min(count, t + 1); ++j)
-            sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t(((b * T + j) * KV + h / (H / KV)) * hd)],
-                        hd, c.scale(), lse[size_t((b * H + h) * T + t)]);
-    out.push_back(sum / double(B * H * (T - from)));
+    be_.download(s.q.data(), S.q.get(), s.q.size());
+    be_.download(s.k.data(), S.k.get(), s.k.size());
+    be_.download(s.lse.data(), S.lse.get(), s.lse.size());
+    f(l, s);
   }
+}
+
+std::vector<double> TrainModel::first_token_attention(int64_t from, int64_t count) const {
+  if (count < 1) throw Error("first_token_attention: count must be >= 1");
+  std::vector<double> out;
+  for_each_layer_softmax("first_token_attention", [&](int64_t, const SavedSoftmax& s) {
+    const int64_t t0 = std::max<int64_t>(0, std::min(from, s.T - 1));
+    double sum = 0;
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t t = t0; t < s.T; ++t)
+          for (int64_t j = 0; j < std::min(count, t + 1); ++j) sum += s.p(b, h, t, j);
+    out.push_back(sum / double(s.B * s.H * (s.T - t0)));
+  });
   return out;
 }
 
 std::vector<std::vector<double>> TrainModel::attention_maps(int64_t n) const {
-  const ModelConfig& c = cfg_;
-  if (!acts_) throw Error("attention_maps: no forward pass yet");
-  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
-  n = std::max<int64_t>(1, std::min(n, T));
-  std::vector<float> q(size_t(B * T * H * hd)), k(size_t(B * T * KV * hd)), lse(size_t(B * H * T));
   std::vector<std::vector<double>> out;
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const Acts::L& S = acts_->layers[size_t(l)];
-    be_.download(q.data(), S.q.get(), q.size());
-    be_.download(k.data(), S.k.get(), k.size());
-    be_.download(lse.data(), S.lse.get(), lse.size());
-    std::vector<double> m(size_t(n * n), std::numeric_limits<double>::quiet_NaN());
-    for (int64_t t = 0; t < n; ++t)
+  for_each_layer_softmax("attention_maps", [&](int64_t, const SavedSoftmax& s) {
+    const int64_t m = std::max<int64_t>(1, std::min(n, s.T));
+    std::vector<double> map(size_t(m * m), std::numeric_limits<double>::quiet_NaN());
+    for (int64_t t = 0; t < m; ++t)
       for (int64_t j = 0; j <= t; ++j) {
         double sum = 0;
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t h = 0; h < H; ++h)
-            sum += prob(&q[size_t(((b * T + t) * H + h) * hd)], &k[size_t(((b * T + j) * KV + h / (H / KV)) * hd)], hd,
-                        c.scale(), lse[size_t((b * H + h) * T + t)]);
-        m[size_t(t * n + j)] = sum / double(B * H);
+        for (int64_t b = 0; b < s.B; ++b)
+          for (int64_t h = 0; h < s.H; ++h) sum += s.p(b, h, t, j);
+        map[size_t(t * m + j)] = sum / double(s.B * s.H);
       }
-    out.push_back(std::move(m));
-  }
+    out.push_back(std::move(map));
+  });
   return out;
 }
 
 std::vector<double> TrainModel::extra_logit_attention(int64_t from) const {
   const ModelConfig& c = cfg_;
-  if (!acts_) throw Error("extra_logit_attention: no forward pass yet");
-  if (c.sink != SinkKind::ZeroSink && c.sink != SinkKind::SinkLogit) return {};
-  const int64_t B = acts_->B, T = acts_->T, H = c.n_heads;
-  from = std::max<int64_t>(0, std::min(from, T - 1));
-  std::vector<float> lse(size_t(B * H * T)), extra(size_t(H), 0.0f);
+  if (acts_ && c.sink != SinkKind::ZeroSink && c.sink != SinkKind::SinkLogit) return {};
+  std::vector<float> extra(size_t(c.n_heads), 0.0f);  // zero_sink's logit is 0
   std::vector<double> out;
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    be_.download(lse.data(), acts_->layers[size_t(l)].lse.get(), lse.size());
+  for_each_layer_softmax("extra_logit_attention", [&](int64_t l, const SavedSoftmax& s) {
     if (c.sink == SinkKind::SinkLogit) be_.download(extra.data(), fp(pw_.layers[size_t(l)].sinks), extra.size());
+    const int64_t t0 = std::max<int64_t>(0, std::min(from, s.T - 1));
     double sum = 0;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t t = from; t < T; ++t) sum += std::exp(double(extra[size_t(h)]) - double(lse[size_t((b * H + h) * T + t)]));
-    out.push_back(sum / double(B * H * (T - from)));
-  }
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t t = t0; t < s.T; ++t) sum += std::exp(double(extra[size_t(h)]) - double(s.lse_at(b, h, t)));
+    out.push_back(sum / double(s.B * s.H * (s.T - t0)));
+  });
   return out;
 }
 

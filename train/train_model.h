@@ -12,8 +12,9 @@
 // save_h5 and streamed by `generate`/`ppl` as it is. Gradients have the same layout. Every step is
 // deterministic (see kernels/cpu/train_kernels.h).
 #pragma once
-#include <cstdint>  // int64_t
-#include <string>   // std::string
+#include <cstdint>     // int64_t
+#include <functional>  // std::function
+#include <string>      // std::string
 #include <vector>   // std::vector
 
 #include "model/config.h"        // ModelConfig
@@ -90,6 +91,10 @@ class TrainModel {
   double flops_per_step(int64_t B, int64_t T) const;
 
  private:
+  // One layer's q, k and log-sum-exp as the last forward saved them, on the host (train_model.cpp), and a walk
+  // over the layers with them: what the sink measurements above share. Throws "<what>: no forward pass yet".
+  struct SavedSoftmax;
+  void for_each_layer_softmax(const char* what, const std::function<void(int64_t, const SavedSoftmax&)>& f) const;
   struct Layer;    // views of one layer's parameters and gradients
   struct Acts;     // the saved activations of one micro-batch shape
   void ensure_acts(int64_t B, int64_t T);

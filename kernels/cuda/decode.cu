@@ -427,24 +427,29 @@ bool can_fold_norm(const NormSpec& n) {
   return n.w && reinterpret_cast<uintptr_t>(n.w) % 16 == 0 && reinterpret_cast<uintptr_t>(n.b) % 16 == 0;
 }
 
+namespace {
+// The run-time choices (weight dtype, folded norm) to the kernel's template arguments.
+template <bool SWIGLU>
+void dispatch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
+                     const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s, const NormSpec& nrm) {
+  const bool bf16 = wt == DType::BF16, norm = nrm.w != nullptr;
+  if (bf16 && norm) launch_gemv16<true, SWIGLU, true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  else if (bf16) launch_gemv16<true, SWIGLU, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  else if (norm) launch_gemv16<false, SWIGLU, true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  else launch_gemv16<false, SWIGLU, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+}
+}  // namespace
+
 void gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt, int64_t N,
             const float* bias, float* Y, int64_t ldy, bool accumulate, Stream s, const NormSpec& nrm) {
   if (N <= 0 || T <= 0) return;
-  const bool bf16 = wt == DType::BF16, norm = nrm.w != nullptr;
-  if (bf16 && norm) launch_gemv16<true, false, true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
-  else if (bf16) launch_gemv16<true, false, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
-  else if (norm) launch_gemv16<false, false, true>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
-  else launch_gemv16<false, false, false>(X, T, K, ldx, W, N, bias, Y, ldy, accumulate, s, nrm);
+  dispatch_gemv16<false>(X, T, K, ldx, W, wt, N, bias, Y, ldy, accumulate, s, nrm);
 }
 
 void gemv16_swiglu(const float* X, int64_t T, int64_t K, int64_t ldx, const void* Wgu, DType wt, int64_t F,
                    float* out, int64_t ldo, Stream s, const NormSpec& nrm) {
   if (F <= 0 || T <= 0) return;
-  const bool bf16 = wt == DType::BF16, norm = nrm.w != nullptr;
-  if (bf16 && norm) launch_gemv16<true, true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
-  else if (bf16) launch_gemv16<true, true, false>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
-  else if (norm) launch_gemv16<false, true, true>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
-  else launch_gemv16<false, true, false>(X, T, K, ldx, Wgu, F, nullptr, out, ldo, false, s, nrm);
+  dispatch_gemv16<true>(X, T, K, ldx, Wgu, wt, F, nullptr, out, ldo, false, s, nrm);
 }
 
 DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {

@@ -88,6 +88,28 @@ class CudaBackendTest : public ::testing::Test {
   std::mt19937 rng_{20261127};
 };
 
+// The bound for a SwiGLU of two linears, silu(g) * u with g, u = X [Wg | Wu]^T: the linear tolerance `tol` of g and
+// u carried through silu(g) * u (|silu'| <= 1.1), plus 1e-6 relative. X: (T, K); W: (2F, K) values; tmp: the
+// reference (T, 2F) [g | u]; ref: the reference output (T, F).
+std::vector<double> swiglu_bound(const std::vector<float>& X, const std::vector<float>& W, const std::vector<float>& tmp,
+                                 const std::vector<float>& ref, int64_t T, int64_t K, int64_t F, double tol) {
+  std::vector<double> bound(size_t(T * F));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t n = 0; n < F; ++n) {
+      double sg = 0, su = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double x = X[size_t(t * K + k)];
+        sg += std::fabs(x * W[size_t(n * K + k)]);
+        su += std::fabs(x * W[size_t((F + n) * K + k)]);
+      }
+      const double g = tmp[size_t(t * 2 * F + n)], u = tmp[size_t(t * 2 * F + F + n)];
+      const double silu = g / (1.0 + std::exp(-g));
+      bound[size_t(t * F + n)] =
+          tol * (1.1 * sg * std::fabs(u) + std::fabs(silu) * su) + 1e-6 * std::fabs(double(ref[size_t(t * F + n)]));
+    }
+  return bound;
+}
+
 // ---- linear ----------------------------------------------------------------------------------------------------
 
 TEST_F(CudaBackendTest, Linear) {
@@ -171,21 +193,7 @@ TEST_F(CudaBackendTest, LinearSwiglu) {
       Dev dX = upload(gpu(), X), dW = upload(gpu(), W.bytes);
       Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN)), dtmp = upload(gpu(), tmp);
       gpu().linear_swiglu(dX.as<float>(), T, K, K, dW.get(), wt, F, dout.as<float>(), dtmp.as<float>());
-      std::vector<double> bound(ref.size());
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t n = 0; n < F; ++n) {
-          double sg = 0, su = 0;
-          for (int64_t k = 0; k < K; ++k) {
-            const double x = X[size_t(t * K + k)];
-            sg += std::fabs(x * W.values[size_t(n * K + k)]);
-            su += std::fabs(x * W.values[size_t((F + n) * K + k)]);
-          }
-          const double g = tmp[size_t(t * 2 * F + n)], u = tmp[size_t(t * 2 * F + F + n)];
-          const double silu = g / (1.0 + std::exp(-g));
-          bound[size_t(t * F + n)] = linear_tol(wt) * (1.1 * sg * std::fabs(u) + std::fabs(silu) * su) +
-                                     1e-6 * std::fabs(double(ref[size_t(t * F + n)]));
-        }
-      expect_close(download<float>(dout), ref, bound, what);
+      expect_close(download<float>(dout), ref, swiglu_bound(X, W.values, tmp, ref, T, K, F, linear_tol(wt)), what);
     }
   }
 }
@@ -221,7 +229,7 @@ TEST_F(CudaBackendTest, NormLinear) {
                           dbias.as<float>(), dY.as<float>(), N);
         gpu().norm_linear_swiglu(op, dX.as<float>(), dw.as<float>(), db_d, 1e-5f, T, K, dxn.as<float>(), dWgu.get(),
                                  wt, F, dS.as<float>(), dtmp.as<float>());
-        std::vector<double> bound(ref.size()), sbound(sref.size());
+        std::vector<double> bound(ref.size());
         const double tol = linear_tol(wt) + 1e-5;
         for (int64_t t = 0; t < T; ++t) {
           for (int64_t n = 0; n < N; ++n) {
@@ -229,20 +237,10 @@ TEST_F(CudaBackendTest, NormLinear) {
             for (int64_t k = 0; k < K; ++k) s += std::fabs(xn[size_t(t * K + k)] * W.values[size_t(n * K + k)]);
             bound[size_t(t * N + n)] = tol * s + 1e-6 * std::fabs(double(ref[size_t(t * N + n)]));
           }
-          for (int64_t n = 0; n < F; ++n) {
-            double sg = 0, su = 0;
-            for (int64_t k = 0; k < K; ++k) {
-              const double x = xn[size_t(t * K + k)];
-              sg += std::fabs(x * Wgu.values[size_t(n * K + k)]);
-              su += std::fabs(x * Wgu.values[size_t((F + n) * K + k)]);
-            }
-            const double g = tmp[size_t(t * 2 * F + n)], u = tmp[size_t(t * 2 * F + F + n)];
-            sbound[size_t(t * F + n)] = tol * (1.1 * sg * std::fabs(u) + std::fabs(g / (1.0 + std::exp(-g))) * su) +
-                                        1e-6 * std::fabs(double(sref[size_t(t * F + n)]));
-          }
         }
         expect_close(download<float>(dY), ref, bound, what);
-        expect_close(download<float>(dS), sref, sbound, what + " swiglu");
+        expect_close(download<float>(dS), sref, swiglu_bound(xn, Wgu.values, tmp, sref, T, K, F, tol),
+                     what + " swiglu");
       }
 }
 
