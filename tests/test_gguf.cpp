@@ -47,10 +47,21 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// Files written by temp_file, removed when the test process exits (a file may still be mapped by a
+// GgufFile when the test that wrote it returns, so not before).
+struct TempFiles {
+  std::vector<std::string> paths;
+  ~TempFiles() {
+    for (const std::string& p : paths) std::remove(p.c_str());
+  }
+};
+TempFiles g_temp_files;
+
 std::string temp_file(const std::string& name, const std::string& bytes) {
   // The pid keeps parallel test processes (ctest -j) from writing the same file.
   const std::string p = ::testing::TempDir() + "sllm_gguf_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(p, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+  g_temp_files.paths.push_back(p);
   return p;
 }
 

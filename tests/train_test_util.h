@@ -10,6 +10,7 @@
 #include <initializer_list>  // std::initializer_list
 #include <sstream>           // std::stringstream
 #include <string>            // std::string
+#include <system_error>      // std::error_code
 #include <vector>            // std::vector
 
 #include "tokenizer/tokenizer.h"  // Tokenizer
@@ -24,11 +25,25 @@ inline std::string slurp(const std::string& p) {
   return ss.str();
 }
 
+// Removes the directory trees given to it when the test process exits (fixtures shared by several tests).
+inline void remove_at_exit(const std::string& dir) {
+  struct Dirs {
+    std::vector<std::string> paths;
+    ~Dirs() {
+      std::error_code ec;  // best effort: never throw from a static destructor
+      for (const std::string& p : paths) std::filesystem::remove_all(p, ec);
+    }
+  };
+  static Dirs dirs;
+  dirs.paths.push_back(dir);
+}
+
 // Writes dir/{train.bin, val.bin, tokenizer.json}: the concatenated files (paths relative to the source tree)
-// encoded as bytes, the last tenth held out. Returns the training ids.
+// encoded as bytes, the last tenth held out. Returns the training ids. The directory is removed at exit.
 inline std::vector<int32_t> write_byte_corpus(const std::string& dir, std::initializer_list<const char*> files) {
   const std::string src = SLLM_SOURCE_DIR;
   std::filesystem::create_directories(dir);
+  remove_at_exit(dir);
   const std::string tok_json = slurp(src + "/data/tokenizers/bytes/tokenizer.json");
   const Tokenizer tok = Tokenizer::from_json_string(tok_json, "bytes");
   std::string text;
