@@ -51,6 +51,8 @@ class GrowBuffer {
   GrowBuffer& operator=(const GrowBuffer&) = delete;
   ~GrowBuffer() { cudaFree(p_); }  // never throws
 
+  size_t capacity() const { return bytes_; }
+
   // zero: a new allocation is zero-filled (on s) before use.
   void* get(size_t bytes, cudaStream_t s, bool capturing, const char* what, bool zero = false) {
     if (bytes <= bytes_) return p_;
@@ -72,12 +74,16 @@ class GrowBuffer {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, bool fused_ops, bool pdl) : device_(device), fused_ops_(fused_ops) {
+  CudaBackend(int device, const CudaOptions& opt) : device_(device), fused_ops_(opt.fused_ops) {
     CUDA_CHECK(cudaSetDevice(device_));
     int major = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
-    const char* env = std::getenv("SLLM_CUDA_PDL");
-    pdl_ = pdl && major >= 9 && !(env && std::string(env) == "0");
+    const auto env_off = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v && std::string(v) == "0";
+    };
+    pdl_ = opt.pdl && major >= 9 && !env_off("SLLM_CUDA_PDL");
+    fold_norm_ = opt.fused_ops && opt.fold_norm && !env_off("SLLM_CUDA_FOLD_NORM");
     CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy default stream (cuda_upload)
     try {
       CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -169,7 +175,7 @@ class CudaBackend final : public Backend {
                                 CUBLAS_GEMM_DEFAULT));
     } else {
       const cudaDataType dt = wt == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
-      void* Xh = x16_.get(size_t(T) * size_t(K) * 2, stream_, capturing_, "cuda linear");  // (T, K) contiguous
+      void* Xh = scratch(x16_, size_t(T) * size_t(K) * 2, "cuda linear");  // (T, K) contiguous
       cuda::convert_rows(X, T, K, ldx, wt, Xh, st());
       CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, W, dt, k, Xh, dt, k, &zero, Y,
                                 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -201,7 +207,7 @@ class CudaBackend final : public Backend {
                    float* xn, const void* W, DType wt, int64_t N, const float* bias, float* Y, int64_t ldy) override {
     const OpScope prof(*this, "norm_linear", N, K, T);
     const cuda::NormSpec n{nw, op == NormOp::Layer ? nb : nullptr, eps, op == NormOp::Layer};
-    if (fused_ops_ && T > 0 && N > 0 && cuda::can_gemv16(x, T, K, K, W, wt) && cuda::can_fold_norm(n)) {
+    if (fold_norm_ && T > 0 && N > 0 && cuda::can_gemv16(x, T, K, K, W, wt) && cuda::can_fold_norm(n)) {
       cuda::gemv16(x, T, K, K, W, wt, N, bias, Y, ldy, false, st(), n);  // no norm kernel: the GEMV normalises
       return;
     }
@@ -213,7 +219,7 @@ class CudaBackend final : public Backend {
                           float* tmp) override {
     const OpScope prof(*this, "norm_linear_swiglu", 2 * F, K, T);
     const cuda::NormSpec n{nw, op == NormOp::Layer ? nb : nullptr, eps, op == NormOp::Layer};
-    if (fused_ops_ && T > 0 && F > 0 && cuda::can_gemv16(x, T, K, K, Wgu, wt) && cuda::can_fold_norm(n)) {
+    if (fold_norm_ && T > 0 && F > 0 && cuda::can_gemv16(x, T, K, K, Wgu, wt) && cuda::can_fold_norm(n)) {
       cuda::gemv16_swiglu(x, T, K, K, Wgu, wt, F, out, F, st(), n);
       return;
     }
@@ -267,10 +273,16 @@ class CudaBackend final : public Backend {
       return;
     }
     const cuda::DecodePlan plan = cuda::decode_plan(g, T, num_sms_);
-    float* part =
-        static_cast<float*>(attn_part_.get(plan.scratch_floats * sizeof(float), stream_, capturing_, "cuda attention"));
-    int* counters = static_cast<int*>(
-        attn_count_.get(plan.counters * sizeof(int), stream_, capturing_, "cuda attention", /*zero=*/true));
+    // Sized for the largest decode chunk of this geometry at once, so that a 2..4-token step after a captured
+    // one-token step (a chat turn's suffix) does not reallocate and drop the graph.
+    size_t floats = 0, counters_n = 0;
+    for (int64_t t = 1; t <= kDecodeMaxT; ++t) {
+      const cuda::DecodePlan p = cuda::decode_plan(g, t, num_sms_);
+      floats = std::max(floats, size_t(p.scratch_floats));
+      counters_n = std::max(counters_n, size_t(p.counters));
+    }
+    float* part = static_cast<float*>(scratch(attn_part_, floats * sizeof(float), "cuda attention"));
+    int* counters = static_cast<int*>(scratch(attn_count_, counters_n * sizeof(int), "cuda attention", true));
     cuda::attention_decode(qa, qs, ldq, T, t0, capturing_ ? t0_dev_ : nullptr, k, v, g, scale, alibi, extra, out,
                            plan, part, counters, st());
   }
@@ -319,7 +331,7 @@ class CudaBackend final : public Backend {
   bool nll(const float* logits, int64_t T, int64_t V, const int32_t* targets, double* out) override {
     if (T <= 0) return true;
     const size_t tb = size_t(T) * sizeof(int32_t), ob = size_t(T) * sizeof(double);
-    void* buf = nll_buf_.get(tb + ob, stream_, capturing_, "cuda nll");
+    void* buf = scratch(nll_buf_, tb + ob, "cuda nll");
     double* d_out = static_cast<double*>(buf);  // doubles first: aligned
     auto* d_tg = reinterpret_cast<int32_t*>(static_cast<char*>(buf) + ob);
     CUDA_CHECK(cudaMemcpyAsync(d_tg, targets, tb, cudaMemcpyHostToDevice, stream_));
@@ -371,6 +383,15 @@ class CudaBackend final : public Backend {
   // Up to this many query tokens, attention is the split-K decode kernel (work spread along the window); longer
   // chunks take the tiled prefill kernel, whose grid of ceil(T / 32) x n_heads blocks is then large enough.
   static constexpr int64_t kDecodeMaxT = 4;
+
+  // A GrowBuffer of this backend, grown if needed. Growing frees the old block, whose address a captured graph
+  // may have baked in: the graph is dropped then (the decoder runs that step eagerly and captures again).
+  void* scratch(GrowBuffer& b, size_t bytes, const char* what, bool zero = false) {
+    const bool grows = bytes > b.capacity();
+    void* p = b.get(bytes, stream_, capturing_, what, zero);
+    if (grows) drop_graph();
+    return p;
+  }
 
   void drop_graph() {
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
@@ -445,6 +466,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   bool fused_ops_;  // rope_store / linear_add / linear_swiglu as one kernel each (else Backend's defaults)
+  bool fold_norm_ = false;  // norm_linear(_swiglu) as one GEMV that normalises X as it loads it
   bool pdl_ = false;  // our kernels launch with programmatic dependent launch (cuda_common.cuh)
   cudaStream_t stream_ = nullptr;
   cuda::Stream st() const { return cuda::Stream(stream_, pdl_); }
@@ -479,13 +501,13 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, bool fused_ops, bool pdl) {
+std::unique_ptr<Backend> make_cuda_backend(int device, const CudaOptions& opt) {
   const int n = cuda_device_count();
   if (n == 0) throw Error("cuda backend: no CUDA device is visible (cudaGetDeviceCount reports none)");
   if (device < 0 || device >= n)
     throw Error("cuda backend: device " + std::to_string(device) + " does not exist (" + std::to_string(n) +
                 " visible)");
-  return std::make_unique<CudaBackend>(device, fused_ops, pdl);
+  return std::make_unique<CudaBackend>(device, opt);
 }
 
 namespace {

@@ -19,14 +19,24 @@ namespace sllm {
 // Number of CUDA devices visible to this process; 0 when there is no device or no driver (never throws).
 int cuda_device_count();
 
+// What a CUDA backend fuses and how it launches; every switch keeps the results (up to f32 rounding where noted),
+// so each exists to measure what it buys (bench_cuda) and as a fallback.
+struct CudaOptions {
+  // rope_store, linear_add and linear_swiglu as one kernel each, instead of their plain ops (Backend's defaults):
+  // the same results up to f32 rounding.
+  bool fused_ops = true;
+  // norm_linear / norm_linear_swiglu as one GEMV that normalises X as it loads it (every block computes the row
+  // statistics), instead of a norm kernel and then the GEMV; needs fused_ops. Same results up to f32 rounding.
+  // The environment variable SLLM_CUDA_FOLD_NORM=0 turns it off.
+  bool fold_norm = true;
+  // Programmatic dependent launch on compute capability 9.0+: each kernel's launch overlaps its predecessor's
+  // tail. The same results, bit for bit. The environment variable SLLM_CUDA_PDL=0 turns it off.
+  bool pdl = true;
+};
+
 // A CUDA backend on device `device` (it becomes the calling thread's current device). Throws sllm::Error when
-// there is no such device or the CUDA runtime / cuBLAS cannot start on it. fused_ops = false runs rope_store,
-// linear_add and linear_swiglu as their plain ops (Backend's defaults) instead of one kernel each: the same
-// results up to f32 rounding, for measuring what the fused kernels save (bench_cuda) and as a fallback.
-// pdl = true launches the kernels with programmatic dependent launch on compute capability 9.0+ (each kernel's
-// launch overlaps its predecessor's tail; the environment variable SLLM_CUDA_PDL=0 turns it off): the same results,
-// bit for bit.
-std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fused_ops = true, bool pdl = true);
+// there is no such device or the CUDA runtime / cuBLAS cannot start on it.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0, const CudaOptions& opt = {});
 
 // Where a decode step's device time goes: cuda_profile(be, true) starts recording the device time of every eager
 // op issued on CUDA backend `be` (an event before and after each; graph replays are not seen, and the events keep

@@ -138,7 +138,8 @@ constexpr int64_t kGemvMaxT = 8;
 bool can_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wt);
 // A row norm the GEMV applies to X as it reads it (Backend::norm_linear): x' = (x - mean_t) * rstd_t * w (+ b), the
 // expressions of the norm kernels (mean 0 for RMSNorm), with each row's statistics computed by every block in f32
-// (the norm kernels' order of operations; the CPU's norm sums in double). w == nullptr: no norm.
+// (in its own summation order, so the bits may differ from a norm kernel's; the CPU's norm sums in double).
+// w == nullptr: no norm.
 struct NormSpec {
   const float* w = nullptr;  // (K)
   const float* b = nullptr;  // (K) or null

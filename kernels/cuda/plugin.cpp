@@ -12,7 +12,9 @@
 extern "C" __attribute__((visibility("default"))) sllm::Backend* sllm_cuda_plugin_make(int device, bool fused_ops,
                                                                                        char* err, size_t n) {
   try {
-    return sllm::make_cuda_backend(device, fused_ops).release();
+    sllm::CudaOptions opt;
+    opt.fused_ops = fused_ops;
+    return sllm::make_cuda_backend(device, opt).release();
   } catch (const std::exception& e) {
     std::snprintf(err, n, "%s", e.what());
     return nullptr;

@@ -113,13 +113,48 @@ TEST(CudaDecoderGraph, ReplayEqualsEagerAndCpu) {
   }
 }
 
+// A scratch buffer of the backend that grows after a capture frees the block the graph baked in: the graph must
+// be dropped then (and captured again), never replayed against freed memory. Here a second decoder on the same
+// backend, graphs off, decodes 1..4-token chunks with a much longer window (more attention partials) between the
+// graph decoder's steps; the graph decoder must keep giving the eager decoder's bits (on a separate backend).
+TEST(CudaDecoderGraph, ScratchGrowthDropsTheGraph) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
+  auto shared = make_cuda_backend(0), alone = make_cuda_backend(0);
+  const Model m = load_model(kDir + "llama");
+  const int64_t S = 2, R = 5, n = 40, V = m.cfg.vocab_size;
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919 + 3) % V);
+  Decoder graph(m, *shared, 4), big(m, *shared, 64), eager(m, *alone, 4);
+  big.set_graphs(false);
+  eager.set_graphs(false);
+  KVCache cg(*shared, m.cfg, S, R, 4), ce(*alone, m.cfg, S, R, 4);
+  KVCache cb(*shared, m.cfg, 4, 4000, 64);
+  int64_t big_tokens = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* lg = graph.forward(&ids[size_t(i)], 1, cg, Logits::Last);
+    const std::vector<float> a(lg, lg + V);
+    const float* le = eager.forward(&ids[size_t(i)], 1, ce, Logits::Last);
+    ASSERT_EQ(a, std::vector<float>(le, le + V)) << "token " << i;
+    if (i >= 20 && i % 6 == 5) {  // after the capture (step S + R + 2); the first call grows the scratch
+      const int64_t T = 1 + (i % 4);
+      std::vector<int32_t> chunk(size_t(T), int32_t(i % V));
+      for (int r = 0; r < 40; ++r) big.forward(chunk.data(), T, cb, Logits::None), big_tokens += T;
+      big.forward(chunk.data(), 1, cb, Logits::Last);
+    }
+  }
+  EXPECT_GT(graph.graph_replays(), 0);
+  EXPECT_GT(big_tokens, 0);
+}
+
 // Programmatic dependent launch lets each kernel start while its predecessor finishes; every kernel waits before
 // touching what another one writes, so the results must not move by a bit. A kernel that read too early would
 // show up here as a difference (on a device with PDL: compute capability 9.0+; elsewhere both runs are the same
 // launches). bf16 weights, so decode takes the GEMV with its weight prefetch; f16 cache; graphs on, past the wrap.
 TEST(CudaDecoderGraph, ProgrammaticLaunchChangesNoBit) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
-  auto with = make_cuda_backend(0, true, true), without = make_cuda_backend(0, true, false);
+  CudaOptions off;
+  off.pdl = false;
+  auto with = make_cuda_backend(0), without = make_cuda_backend(0, off);
   const Model m = load_model(kDir + "llama_untied_bf16");
   const int64_t S = 2, R = 5, n = 48, V = m.cfg.vocab_size;
   Decoder a(m, *with, 4), b(m, *without, 4);
