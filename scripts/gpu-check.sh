@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-call GPU check for an H100/H200 (sm_90): builds for the card, runs every CUDA test (each op CUDA vs CPU on
 # fresh random inputs with poisoned outputs, the decode graph, sampling, the whole decoder on the golden
-# fixtures), then the CUDA benchmark, and prints a short summary last. Under 8 minutes on one H100.
+# fixtures), the CLI with --device cuda against the CPU, then the CUDA benchmark, and prints a short summary last.
+# Under 8 minutes on one H100.
 #
 # Usage: scripts/gpu-check.sh [log-dir]          (log-dir default: $OUT, else ./gpu-check-logs)
 # Environment:
@@ -50,6 +51,32 @@ if [ "${SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
   tail -15 "$LOG_DIR/sanitizer.log" | tee -a "$LOG"
 fi
 
+# The CLI on the device, when this build has it: greedy generation and streaming perplexity of a golden fixture
+# on the CPU and with --device cuda (the same tokens, the same table up to rounding), and a long generation.
+cli_rc=skipped
+if [ -x "$BUILD/streamllm" ]; then
+  echo "== CLI: streamllm generate / ppl --device cuda" | tee -a "$LOG"
+  [ -d "$BUILD/lib" ] && export LD_LIBRARY_PATH="$PWD/$BUILD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fx=tests/fixtures/models/llama
+  tok=data/tokenizers/bytes/tokenizer.json
+  cli_rc=0
+  for dev in cpu cuda; do
+    timeout 60 "$BUILD"/streamllm generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 64 --temp 0 --ignore-eos \
+      --sinks 2 --window 16 --device "$dev" -q >"$LOG_DIR/generate-$dev.txt" 2>"$LOG_DIR/generate-$dev.err" || cli_rc=1
+    timeout 60 "$BUILD"/streamllm ppl -m "$fx" --tokenizer "$tok" -f README.md --max-tokens 3000 \
+      --cache dense,window,streaming --sinks 4 --window 60 --device "$dev" >"$LOG_DIR/ppl-$dev.txt" 2>&1 || cli_rc=1
+  done
+  timeout 120 "$BUILD"/streamllm generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 20000 --temp 0.8 --seed 1 \
+    --ignore-eos --sinks 4 --window 252 --device cuda -q >/dev/null 2>"$LOG_DIR/generate-long.err" || cli_rc=1
+  if cmp -s "$LOG_DIR/generate-cpu.txt" "$LOG_DIR/generate-cuda.txt"; then
+    echo "generate: the same 64 greedy tokens on cpu and cuda" | tee -a "$LOG"
+  else
+    echo "generate: cpu and cuda DIFFER (a near-tie can flip a greedy token; see generate-*.txt)" | tee -a "$LOG"
+  fi
+  cat "$LOG_DIR/generate-cuda.err" "$LOG_DIR/ppl-cpu.txt" "$LOG_DIR/ppl-cuda.txt" "$LOG_DIR/generate-long.err" |
+    tee -a "$LOG"
+fi
+
 echo "== bench_cuda ${BENCH_ARGS:-}" | tee -a "$LOG"
 SECONDS=0
 # shellcheck disable=SC2086
@@ -61,7 +88,8 @@ cat "$LOG_DIR/bench.md" "$LOG_DIR/bench.err" >>"$LOG"
 echo
 echo "== summary"
 grep -E "^\[  (PASSED|FAILED|SKIPPED) \]|^\[  FAILED  \]" "$LOG_DIR/cuda-tests.log" | head -40
-echo "tests: rc $test_rc in ${test_s}s; sanitizer: rc $san_rc; bench: rc $bench_rc in ${bench_s}s"
+echo "tests: rc $test_rc in ${test_s}s; sanitizer: rc $san_rc; cli: rc $cli_rc; bench: rc $bench_rc in ${bench_s}s"
 tail -5 "$LOG_DIR/bench.err"
 cat "$LOG_DIR/bench.md"
-[ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ] && { [ "$san_rc" = 0 ] || [ "$san_rc" = skipped ]; }
+[ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ] && { [ "$san_rc" = 0 ] || [ "$san_rc" = skipped ]; } &&
+  { [ "$cli_rc" = 0 ] || [ "$cli_rc" = skipped ]; }

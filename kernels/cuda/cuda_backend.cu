@@ -84,6 +84,7 @@ class CudaBackend final : public Backend {
     };
     pdl_ = opt.pdl && major >= 9 && !env_off("SLLM_CUDA_PDL");
     fold_norm_ = opt.fused_ops && opt.fold_norm && !env_off("SLLM_CUDA_FOLD_NORM");
+    vector_attention_ = opt.vector_attention && !env_off("SLLM_CUDA_ATTN_VEC");
     CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy default stream (cuda_upload)
     try {
       CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -284,7 +285,7 @@ class CudaBackend final : public Backend {
     float* part = static_cast<float*>(scratch(attn_part_, floats * sizeof(float), "cuda attention"));
     int* counters = static_cast<int*>(scratch(attn_count_, counters_n * sizeof(int), "cuda attention", true));
     cuda::attention_decode(qa, qs, ldq, T, t0, capturing_ ? t0_dev_ : nullptr, k, v, g, scale, alibi, extra, out,
-                           plan, part, counters, st());
+                           plan, part, counters, st(), vector_attention_);
   }
 
   void rope_store(float* q, int64_t ldq, float* qs, float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
@@ -467,6 +468,7 @@ class CudaBackend final : public Backend {
   int device_;
   bool fused_ops_;  // rope_store / linear_add / linear_swiglu as one kernel each (else Backend's defaults)
   bool fold_norm_ = false;  // norm_linear(_swiglu) as one GEMV that normalises X as it loads it
+  bool vector_attention_ = true;  // decode attention with 16-byte loads where the cache rows allow
   bool pdl_ = false;  // our kernels launch with programmatic dependent launch (cuda_common.cuh)
   cudaStream_t stream_ = nullptr;
   cuda::Stream st() const { return cuda::Stream(stream_, pdl_); }

@@ -32,6 +32,9 @@ struct CudaOptions {
   // Programmatic dependent launch on compute capability 9.0+: each kernel's launch overlaps its predecessor's
   // tail. The same results, bit for bit. The environment variable SLLM_CUDA_PDL=0 turns it off.
   bool pdl = true;
+  // Decode attention reads the cache in 16-byte vectors where its rows allow (else one element per lane): the
+  // same results up to f32 rounding. The environment variable SLLM_CUDA_ATTN_VEC=0 turns it off.
+  bool vector_attention = true;
 };
 
 // A CUDA backend on device `device` (it becomes the calling thread's current device). Throws sllm::Error when

@@ -165,13 +165,17 @@ struct DecodePlan {
   size_t counters = 0;  // ints, zero before a launch (attention_decode leaves them zero)
 };
 DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms);
+// Which decode-attention path can read this cache: 0 = scalar loads only (any head_dim), 1 or 2 = 16-byte vectors
+// per lane (rows of whole 16-byte vectors, 1..64 of them, and 16-byte aligned caches).
+int decode_vectors_per_lane(const cpu::AttnGeometry& g, const void* kcache, const void* vcache);
 // Streaming attention for T query tokens (made for T = 1; any T works) with the contract of
 // cpu::attention_stream, f32 or f16 cache, t0 from t0_dev when non-null, in one kernel. scratch:
 // plan.scratch_floats floats; counters: plan.counters ints, all zero (as they are again when the kernel ends).
+// vectors: the 16-byte-load path where decode_vectors_per_lane allows it (else scalar loads everywhere).
 void attention_decode(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
                       const int64_t* t0_dev, const void* kcache, const void* vcache, const cpu::AttnGeometry& g,
                       float scale, const float* alibi, const float* extra_logit, float* out,
-                      const DecodePlan& plan, float* scratch, int* counters, Stream s);
+                      const DecodePlan& plan, float* scratch, int* counters, Stream s, bool vectors = true);
 
 // ---- sampling (sampling.cu) ----
 

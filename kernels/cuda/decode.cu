@@ -11,7 +11,8 @@
 // Decode attention. Query token t (t0 + i) attends its admitted keys in the CPU's order: sink slots
 // 0..n_sink-1 (scored with q_sink) then stream tokens a0..t (scored with q_abs), n_keys <= S + R + 1 in all. The
 // key range [0, S + R + 1) is cut into `splits` equal chunks; block (chunk c, head h, token i) scores its chunk's
-// keys (one warp per key, lanes across head_dim, four keys per warp in flight), takes the chunk's max m and
+// keys (16-byte loads, a key per 32 / lpk lanes, 16 load instructions per lane in flight: chunk_partial_vec; rows
+// that are not whole 16-byte vectors take scalar loads, a key per warp: chunk_partial), takes the chunk's max m and
 // sum l of exp(s - m), accumulates o = sum_j exp(s_j - m) V_j, and writes (m, l, o) to a scratch row. The last
 // block of (token, head) to finish (an atomic counter) merges the chunks exactly (m = max_c m_c,
 // l = sum_c l_c e^{m_c - m} + e^{extra - m}, out = sum_c o_c e^{m_c - m} / l), so attention is one kernel. The
@@ -255,6 +256,43 @@ __device__ __forceinline__ KeySet key_set(int64_t t, const cpu::AttnGeometry& g)
 // Scratch row of one (token, head, chunk): o[hd], then m, then l.
 __device__ __forceinline__ int64_t part_stride(int64_t hd) { return hd + 2; }
 
+// The scores p[0, n) of a chunk, in shared memory (complete: the caller synchronised), become exp(p - m); returns
+// (m, l) = (max, sum of exp(p - m)), the same in every thread. Ends synchronised: p may be read by any thread.
+__device__ __forceinline__ float2 chunk_softmax(float* p, int64_t n) {
+  __shared__ float red[kDecWarps];
+  __shared__ float bmax, bsum;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, p[j]);
+  mx = warp_max(mx);
+  if (lane == 0) red[warp] = mx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = red[0];
+    for (int w = 1; w < kDecWarps; ++w) m = fmaxf(m, red[w]);
+    bmax = m;
+  }
+  __syncthreads();
+  const float m = bmax;
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float e = expf(p[j] - m);
+    p[j] = e;
+    sum += e;
+  }
+  sum = warp_sum(sum);
+  __syncthreads();  // red is reused
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float l = 0.0f;
+    for (int w = 0; w < kDecWarps; ++w) l += red[w];
+    bsum = l;
+  }
+  __syncthreads();
+  return make_float2(m, bsum);
+}
+
 // One chunk's partial (o[hd], m, l) of query token t, head h: keys [j0, j1) of its admitted keys, j0 < j1.
 template <class KT>
 __device__ __forceinline__ void chunk_partial(const float* __restrict__ q_abs, const float* __restrict__ q_sink,
@@ -272,8 +310,6 @@ __device__ __forceinline__ void chunk_partial(const float* __restrict__ q_abs, c
   float* qa = qs + hd;                               // (hd)
   float* p = qa + hd;                                // (chunk) scores, then exp(score - m)
   int* slot = reinterpret_cast<int*>(p + chunk);     // (chunk) cache slot of each key
-  __shared__ float red[kDecWarps];
-  __shared__ float bmax, bsum;
   for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
     qs[d] = q_sink[i * ld_q + h * hd + d];
     qa[d] = q_abs[i * ld_q + h * hd + d];
@@ -310,33 +346,8 @@ __device__ __forceinline__ void chunk_partial(const float* __restrict__ q_abs, c
   __syncthreads();
   // 2. Chunk max and sum of exp(s - m).
   const int64_t n = j1 - j0;
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, p[j]);
-  mx = warp_max(mx);
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float m = red[0];
-    for (int w = 1; w < kDecWarps; ++w) m = fmaxf(m, red[w]);
-    bmax = m;
-  }
-  __syncthreads();
-  const float m = bmax;
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    const float e = expf(p[j] - m);
-    p[j] = e;
-    sum += e;
-  }
-  sum = warp_sum(sum);
-  __syncthreads();  // red is reused
-  if (lane == 0) red[warp] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float l = 0.0f;
-    for (int w = 0; w < kDecWarps; ++w) l += red[w];
-    bsum = l;
-  }
+  const float2 ml = chunk_softmax(p, n);
+  const float m = ml.x;
   // 3. o[d] = sum_j p_j V_j[d]: threads across head_dim, keys unrolled by 4 for loads in flight.
   for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -348,10 +359,164 @@ __device__ __forceinline__ void chunk_partial(const float* __restrict__ q_abs, c
     for (; j < n; ++j) acc[0] += p[j] * kv_load(V + int64_t(slot[j]) * hd, d);
     out[d] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
   }
-  __syncthreads();
   if (threadIdx.x == 0) {
     out[hd] = m;
-    out[hd + 1] = bsum;
+    out[hd + 1] = ml.y;
+  }
+}
+
+// The same partial with 16-byte loads, for caches whose rows are whole 16-byte vectors (nv = hd * sizeof(KT) / 16
+// vectors, 1 <= nv <= 64). A key is read by lpk lanes (the largest power of two <= min(nv, 32)), each holding VPL
+// vectors of the row (VPL = 2 when nv > lpk; lanes past the row's end hold zeros), so a warp reads 32 / lpk keys
+// per load instruction and keeps kVecUnroll such loads in flight: for a 128-dim f16 cache, 32 keys (8 KB) per block
+// at once, where the scalar path above has 16 two-byte loads per warp. Scores reduce over a key's lanes by
+// shuffles; o reduces over the keys of a warp by shuffles, then over the warps through shared memory in a fixed
+// order (deterministic, so a graph replay gives the eager bits).
+constexpr int kVecUnroll = 4;
+
+template <class KT>
+__device__ __forceinline__ void unpack_vec(const uint4& v, float (&f)[16 / sizeof(KT)]) {
+  if constexpr (sizeof(KT) == 2) {
+    unpack8<false>(v, f);
+  } else {
+    f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
+  }
+}
+
+// Vectors per row of a 16-byte-vector path, or 0 when the cache rows do not split into 1..64 whole vectors.
+__host__ __device__ inline int kv_vectors(int64_t hd, int64_t elem_bytes) {
+  const int64_t b = hd * elem_bytes;
+  return b % 16 == 0 && b / 16 >= 1 && b / 16 <= 64 ? int(b / 16) : 0;
+}
+
+template <class KT, int VPL>
+__device__ __forceinline__ void chunk_partial_vec(const float* __restrict__ q_abs, const float* __restrict__ q_sink,
+                                                  int64_t ld_q, int64_t i, int64_t h, int64_t t, const KeySet& ks,
+                                                  int64_t j0, int64_t j1, const KT* __restrict__ kcache,
+                                                  const KT* __restrict__ vcache, const cpu::AttnGeometry& g,
+                                                  float scale, const float* __restrict__ alibi, int64_t chunk,
+                                                  float* __restrict__ out) {
+  constexpr int E = 16 / int(sizeof(KT));  // elements per vector
+  extern __shared__ float smem[];
+  const int64_t H = g.n_heads, hd = g.head_dim, S = g.sinks;
+  const int nv = kv_vectors(hd, sizeof(KT));
+  int lpk = 1;
+  while (lpk * 2 <= min(nv, 32)) lpk *= 2;
+  const int64_t kvh = h / (H / g.n_kv_heads);
+  const uint4* K = reinterpret_cast<const uint4*>(kcache + kvh * g.capacity * hd);
+  const uint4* V = reinterpret_cast<const uint4*>(vcache + kvh * g.capacity * hd);
+  float* p = smem;                                  // (chunk) scores, then exp(score - m)
+  int* slot = reinterpret_cast<int*>(p + chunk);    // (chunk) cache slot of each key
+  float* osum = reinterpret_cast<float*>(slot + chunk);  // (kDecWarps, hd) each warp's share of o
+  for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+    slot[j - j0] = int(j < ks.n_sink ? j : S + (ks.a0 + (j - ks.n_sink) - S) % g.ring);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kpw = 32 / lpk, sub = lane % lpk, kw = lane / lpk;  // keys per warp load, lane in key, key in warp
+  // This lane's slices of both queries (zeros past the row's end).
+  float qa[VPL][E], qs[VPL][E];
+#pragma unroll
+  for (int r = 0; r < VPL; ++r) {
+    const int v = sub + r * lpk;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int64_t d = int64_t(v) * E + e;
+      qa[r][e] = v < nv ? q_abs[i * ld_q + h * hd + d] : 0.0f;
+      qs[r][e] = v < nv ? q_sink[i * ld_q + h * hd + d] : 0.0f;
+    }
+  }
+  __syncthreads();  // slot
+  const float slope = alibi ? alibi[h] : 0.0f;
+  const int64_t n = j1 - j0;
+  const int64_t step = int64_t(kDecWarps) * kpw;  // keys the block reads per load instruction
+  // 1. Scores. `base` is uniform over the warp, so every lane reaches every shuffle.
+  for (int64_t base = int64_t(warp) * kpw; base < n; base += step * kVecUnroll) {
+    uint4 kv[kVecUnroll][VPL];
+#pragma unroll
+    for (int u = 0; u < kVecUnroll; ++u) {
+      const int64_t jj = base + kw + u * step;
+#pragma unroll
+      for (int r = 0; r < VPL; ++r) {
+        const int v = sub + r * lpk;
+        kv[u][r] = jj < n && v < nv ? __ldg(K + int64_t(slot[jj]) * nv + v) : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kVecUnroll; ++u) {
+      const int64_t jj = base + kw + u * step, j = j0 + jj;
+      const bool sink = j < ks.n_sink;
+      float sc = 0.0f;
+#pragma unroll
+      for (int r = 0; r < VPL; ++r) {
+        float f[E];
+        unpack_vec<KT>(kv[u][r], f);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sc += (sink ? qs[r][e] : qa[r][e]) * f[e];
+      }
+      for (int o = lpk / 2; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
+      if (sub == 0 && jj < n) {
+        // ALiBi distance: in-cache for a sink, true distance for a stream token.
+        const int64_t dist = sink ? ks.qpos - j : t - (ks.a0 + (j - ks.n_sink));
+        p[jj] = sc * scale - (alibi ? slope * float(dist) : 0.0f);
+      }
+    }
+  }
+  __syncthreads();
+  // 2. Chunk max and sum of exp(s - m).
+  const float2 ml = chunk_softmax(p, n);
+  // 3. o = sum_j p_j V_j: each lane accumulates its vectors over the keys of its lane group.
+  float acc[VPL][E];
+#pragma unroll
+  for (int r = 0; r < VPL; ++r)
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[r][e] = 0.0f;
+  for (int64_t base = int64_t(warp) * kpw; base < n; base += step * kVecUnroll) {
+    uint4 vv[kVecUnroll][VPL];
+    float pj[kVecUnroll];
+#pragma unroll
+    for (int u = 0; u < kVecUnroll; ++u) {
+      const int64_t jj = base + kw + u * step;
+      pj[u] = jj < n ? p[jj] : 0.0f;
+#pragma unroll
+      for (int r = 0; r < VPL; ++r) {
+        const int v = sub + r * lpk;
+        vv[u][r] = jj < n && v < nv ? __ldg(V + int64_t(slot[jj]) * nv + v) : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kVecUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < VPL; ++r) {
+        float f[E];
+        unpack_vec<KT>(vv[u][r], f);
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[r][e] += pj[u] * f[e];
+      }
+  }
+  // Over the keys of the warp (lanes with the same `sub`), then over the warps in order.
+#pragma unroll
+  for (int r = 0; r < VPL; ++r)
+#pragma unroll
+    for (int e = 0; e < E; ++e)
+      for (int o = lpk; o < 32; o <<= 1) acc[r][e] += __shfl_xor_sync(0xffffffffu, acc[r][e], o);
+  if (kw == 0) {
+#pragma unroll
+    for (int r = 0; r < VPL; ++r) {
+      const int v = sub + r * lpk;
+      if (v < nv)
+#pragma unroll
+        for (int e = 0; e < E; ++e) osum[warp * hd + int64_t(v) * E + e] = acc[r][e];
+    }
+  }
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; ++w) o += osum[w * hd + d];
+    out[d] = o;
+  }
+  if (threadIdx.x == 0) {
+    out[hd] = ml.x;
+    out[hd + 1] = ml.y;
   }
 }
 
@@ -384,7 +549,7 @@ __device__ __forceinline__ void merge_partials(const float* part, int64_t splits
 // launch and zero again after it. Each block writes its chunk's partial, then counts itself in its (token, head)
 // counter; the block that counts last merges the partials into out (T, H, hd) and resets the counter: one kernel
 // where flash-decoding usually takes two, with the same merge order and so the same bits.
-template <class KT>
+template <class KT, int VPL>  // VPL 0: the scalar path; 1, 2: 16-byte vectors (chunk_partial_vec)
 __global__ void __launch_bounds__(kDecWarps * 32)
     attn_decode_kernel(const float* __restrict__ q_abs, const float* __restrict__ q_sink, int64_t ld_q, int64_t t0_arg,
                        const int64_t* __restrict__ t0_dev, const KT* __restrict__ kcache,
@@ -399,7 +564,11 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   const int64_t j0 = c * chunk, j1 = min(j0 + chunk, ks.n_keys);
   float* mine = part + ((i * H + h) * splits + c) * part_stride(hd);
   if (j0 < j1) {
-    chunk_partial(q_abs, q_sink, ld_q, i, h, t, ks, j0, j1, kcache, vcache, g, scale, alibi, chunk, mine);
+    if constexpr (VPL == 0)
+      chunk_partial(q_abs, q_sink, ld_q, i, h, t, ks, j0, j1, kcache, vcache, g, scale, alibi, chunk, mine);
+    else
+      chunk_partial_vec<KT, VPL>(q_abs, q_sink, ld_q, i, h, t, ks, j0, j1, kcache, vcache, g, scale, alibi, chunk,
+                                 mine);
   } else {  // nothing admitted in this chunk (yet): an empty partial
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) mine[d] = 0.0f;
     if (threadIdx.x == 0) {
@@ -478,19 +647,40 @@ DecodePlan decode_plan(const cpu::AttnGeometry& g, int64_t T, int num_sms) {
 void attention_decode(const float* q_abs, const float* q_sink, int64_t ld_q, int64_t T, int64_t t0,
                       const int64_t* t0_dev, const void* kcache, const void* vcache, const cpu::AttnGeometry& g,
                       float scale, const float* alibi, const float* extra_logit, float* out,
-                      const DecodePlan& plan, float* scratch, int* counters, Stream s) {
+                      const DecodePlan& plan, float* scratch, int* counters, Stream s, bool vectors) {
   if (T <= 0 || g.n_heads <= 0) return;
-  const size_t smem = size_t(2 * g.head_dim + 2 * plan.chunk) * sizeof(float);
+  const int vpl = vectors ? decode_vectors_per_lane(g, kcache, vcache) : 0;
+  // Scalar path: q_sink, q_abs, p, slot; vector path: p, slot, a share of o per warp.
+  const size_t smem = size_t(vpl == 0 ? 2 * g.head_dim + 2 * plan.chunk : 2 * plan.chunk + kDecWarps * g.head_dim) *
+                      sizeof(float);
   SLLM_CHECK(smem <= 48 * 1024, "cuda attention: head_dim " + std::to_string(g.head_dim) + " is too large");
   const dim3 grid(unsigned(plan.splits), unsigned(g.n_heads), unsigned(T));
-  if (g.kv_f16)
-    launch(attn_decode_kernel<__half>, grid, kDecWarps * 32, smem, s, q_abs, q_sink, ld_q, t0, t0_dev,
-           static_cast<const __half*>(kcache), static_cast<const __half*>(vcache), g, scale, alibi, plan.chunk,
-           scratch, extra_logit, out, counters);
-  else
-    launch(attn_decode_kernel<float>, grid, kDecWarps * 32, smem, s, q_abs, q_sink, ld_q, t0, t0_dev,
-           static_cast<const float*>(kcache), static_cast<const float*>(vcache), g, scale, alibi, plan.chunk,
-           scratch, extra_logit, out, counters);
+  auto go = [&](auto kernel, const auto* kc, const auto* vc) {
+    launch(kernel, grid, kDecWarps * 32, smem, s, q_abs, q_sink, ld_q, t0, t0_dev, kc, vc, g, scale, alibi,
+           plan.chunk, scratch, extra_logit, out, counters);
+  };
+  const auto* kh = static_cast<const __half*>(kcache);
+  const auto* vh = static_cast<const __half*>(vcache);
+  const auto* kf = static_cast<const float*>(kcache);
+  const auto* vf = static_cast<const float*>(vcache);
+  if (g.kv_f16) {
+    if (vpl == 0) go(attn_decode_kernel<__half, 0>, kh, vh);
+    else if (vpl == 1) go(attn_decode_kernel<__half, 1>, kh, vh);
+    else go(attn_decode_kernel<__half, 2>, kh, vh);
+  } else {
+    if (vpl == 0) go(attn_decode_kernel<float, 0>, kf, vf);
+    else if (vpl == 1) go(attn_decode_kernel<float, 1>, kf, vf);
+    else go(attn_decode_kernel<float, 2>, kf, vf);
+  }
+}
+
+int decode_vectors_per_lane(const cpu::AttnGeometry& g, const void* kcache, const void* vcache) {
+  const int nv = kv_vectors(g.head_dim, g.kv_f16 ? 2 : 4);
+  if (nv == 0 || reinterpret_cast<uintptr_t>(kcache) % 16 != 0 || reinterpret_cast<uintptr_t>(vcache) % 16 != 0)
+    return 0;
+  int lpk = 1;
+  while (lpk * 2 <= std::min(nv, 32)) lpk *= 2;
+  return nv > lpk ? 2 : 1;
 }
 
 }  // namespace sllm::cuda

@@ -536,7 +536,16 @@ TEST_F(CudaBackendTest, Attention) {
       {"decode, 4+1020 while filling (chunks beyond the keys)", 8, 2, 128, 4, 1020, 1, 300, false, 1, true},
       {"4 tokens (the decode kernel's largest T), 4+1020", 4, 4, 128, 4, 1020, 4, 3001, true, 0, true},
       {"long chunk, 4+1020, wrapped", 4, 2, 128, 4, 1020, 256, 9000, false, 1, true},
+      // Rows of 12 or 24 bytes take the scalar decode path; 48 bytes (f32, hd 12) three 16-byte vectors, two
+      // lanes per key; hd 40 in f16 five vectors, hd 256 in f32 sixty-four (two per lane).
+      {"decode, head_dim 6 (scalar path), sinks + wrapped ring", 4, 2, 6, 4, 64, 1, 500, false, 1, true},
+      {"decode, head_dim 12, 4+1020, 2 tokens", 4, 1, 12, 4, 1020, 2, 4000, true, 0, true},
+      {"decode, head_dim 40, 4+1020, 3 tokens", 2, 2, 40, 4, 1020, 3, 2000, false, 0, true},
+      {"decode, head_dim 256, 4+252", 4, 2, 256, 4, 252, 1, 7000, false, 1, true},
   };
+  CudaOptions scalar_loads;
+  scalar_loads.vector_attention = false;
+  const std::unique_ptr<Backend> scalar = make_cuda_backend(0, scalar_loads);
   for (bool f16 : {false, true})
   for (const AttnCase& c : cases) {
     SCOPED_TRACE(std::string(c.name) + (f16 ? ", f16 cache" : ", f32 cache"));
@@ -568,11 +577,15 @@ TEST_F(CudaBackendTest, Attention) {
     Dev dkc = f16 ? upload(gpu(), kh) : upload(gpu(), kc), dvc = f16 ? upload(gpu(), vh) : upload(gpu(), vc);
     Dev dqa = upload(gpu(), qa), dqs = upload(gpu(), qs);
     Dev dsl = upload(gpu(), slopes), dex = upload(gpu(), extra);
-    Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN));
-    gpu().attention(dqa.as<float>(), c.two_q ? dqs.as<float>() : dqa.as<float>(), ld_q, c.T, c.t0,
-                    dkc.get(), dvc.get(), g, scale, c.alibi ? dsl.as<float>() : nullptr,
-                    c.extra ? dex.as<float>() : nullptr, dout.as<float>());
-    expect_close(download<float>(dout), ref, kF32Tol, c.name);
+    // The default backend (16-byte cache loads where the rows allow) and one with scalar loads everywhere.
+    for (Backend* be : {&gpu(), scalar.get()}) {
+      Dev dout = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+      be->attention(dqa.as<float>(), c.two_q ? dqs.as<float>() : dqa.as<float>(), ld_q, c.T, c.t0, dkc.get(),
+                    dvc.get(), g, scale, c.alibi ? dsl.as<float>() : nullptr, c.extra ? dex.as<float>() : nullptr,
+                    dout.as<float>());
+      expect_close(download<float>(dout), ref, kF32Tol,
+                   std::string(c.name) + (be == &gpu() ? "" : ", scalar loads"));
+    }
   }
 }
 

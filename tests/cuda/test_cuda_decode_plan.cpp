@@ -38,5 +38,31 @@ TEST(CudaDecodePlan, SpreadsAShortCacheOverTheCard) {
   EXPECT_EQ(cuda::decode_plan(geometry(32, 32, 128, 4, 1020, 1), 1, 1).chunk, 256);
 }
 
+// Which path reads the cache: 16-byte vectors when a row is 1..64 whole vectors and both caches are 16-byte
+// aligned (two vectors per lane when the row has more vectors than the largest power of two <= min(n, 32)),
+// scalar loads otherwise.
+TEST(CudaDecodePlan, PicksTheVectorPathByRowBytesAndAlignment) {
+  alignas(16) static char buf[64];
+  const void* a = buf;
+  const void* mis = buf + 4;
+  auto path = [&](int64_t hd, bool f16, const void* k, const void* v) {
+    cpu::AttnGeometry g = geometry(4, 4, hd, 4, 60, 1);
+    g.kv_f16 = f16;
+    return cuda::decode_vectors_per_lane(g, k, v);
+  };
+  EXPECT_EQ(path(128, true, a, a), 1);   // 16 vectors: 16 lanes per key
+  EXPECT_EQ(path(128, false, a, a), 1);  // 32 vectors: a warp per key
+  EXPECT_EQ(path(64, true, a, a), 1);
+  EXPECT_EQ(path(80, true, a, a), 2);    // 10 vectors over 8 lanes
+  EXPECT_EQ(path(256, false, a, a), 2);  // 64 vectors over 32 lanes
+  EXPECT_EQ(path(12, false, a, a), 2);   // 3 vectors over 2 lanes
+  EXPECT_EQ(path(8, true, a, a), 1);     // one vector
+  EXPECT_EQ(path(6, true, a, a), 0);     // 12-byte rows
+  EXPECT_EQ(path(12, true, a, a), 0);    // 24-byte rows
+  EXPECT_EQ(path(512, false, a, a), 0);  // 128 vectors: more than the kernel holds
+  EXPECT_EQ(path(128, true, mis, a), 0);
+  EXPECT_EQ(path(128, true, a, mis), 0);
+}
+
 }  // namespace
 }  // namespace sllm
