@@ -270,15 +270,16 @@ int run(int argc, char** argv) {
     for (const Row& r : rows)
       if (r.R == R) base = &r;
     std::printf("## What the decode-step optimisations buy (4+%lld, graph, ms per token)\n\n"
-                "| fused kernels | norm folded into GEMV | PDL | vector attention | ms per token | graph nodes | "
-                "of floor |\n|---|---|---|---|---|---|---|\n",
+                "| fused kernels | norm folded into GEMV | PDL | vector attention | one-wave GEMV | ms per token | "
+                "graph nodes | of floor |\n|---|---|---|---|---|---|---|---|\n",
                 (long long)R);
     if (base)
-      std::printf("| on | on | on | on | %.3f | %lld | %.1f%% |\n", base->graph * 1e3, (long long)base->nodes,
+      std::printf("| on | on | on | on | on | %.3f | %lld | %.1f%% |\n", base->graph * 1e3, (long long)base->nodes,
                   100.0 * floor_s / base->graph);
-    // {fused_ops, fold_norm, pdl, vector_attention}: each switch off alone, then everything off.
-    const CudaOptions variants[] = {{true, false, true, true}, {true, true, false, true}, {true, true, true, false},
-                                    {false, false, true, true}, {false, false, false, false}};
+    // {fused_ops, fold_norm, pdl, vector_attention, gemv_one_wave}: each switch off alone, then everything off.
+    const CudaOptions variants[] = {{true, false, true, true, true},  {true, true, false, true, true},
+                                    {true, true, true, false, true},  {true, true, true, true, false},
+                                    {false, false, true, true, true}, {false, false, false, false, false}};
     for (const CudaOptions& o : variants) {
       auto vbe = make_cuda_backend(0, o);
       Model pm;  // a view of the same device weights (same device and context: vbe can read them)
@@ -294,15 +295,17 @@ int run(int argc, char** argv) {
       KVCache cache(*vbe, cfg, S, R, C, kv);
       prefill(dec, cache, S + R + 8, C, cfg.vocab_size);
       const double t = decode_time(dec, cache, n_timed, 4, cfg.vocab_size);
-      std::printf("| %s | %s | %s | %s | %.3f | %lld | %.1f%% |\n", o.fused_ops ? "on" : "off",
-                  o.fold_norm ? "on" : "off", o.pdl ? "on" : "off", o.vector_attention ? "on" : "off", t * 1e3,
-                  (long long)dec.graph_nodes(), 100.0 * floor_s / t);
+      auto on = [](bool b) { return b ? "on" : "off"; };
+      std::printf("| %s | %s | %s | %s | %s | %.3f | %lld | %.1f%% |\n", on(o.fused_ops), on(o.fold_norm), on(o.pdl),
+                  on(o.vector_attention), on(o.gemv_one_wave), t * 1e3, (long long)dec.graph_nodes(),
+                  100.0 * floor_s / t);
     }
     std::printf("\n(fused kernels: rope_store, linear_add, linear_swiglu, against their plain ops; norm folded: the "
                 "GEMV normalises X itself instead of a norm kernel before it; PDL: programmatic dependent launch, "
                 "compute capability 9.0+ only; vector attention: 16-byte cache loads in decode attention; "
-                "SLLM_CUDA_PDL=0 / SLLM_CUDA_FOLD_NORM=0 / SLLM_CUDA_ATTN_VEC=0 in the environment turn them off "
-                "everywhere, the first row included)\n\n");
+                "one-wave GEMV: at most one wave of blocks, warps looping over row groups; SLLM_CUDA_PDL=0 / "
+                "SLLM_CUDA_FOLD_NORM=0 / SLLM_CUDA_ATTN_VEC=0 / SLLM_CUDA_GEMV_WAVE=0 in the environment turn them "
+                "off everywhere, the first row included)\n\n");
   }
 
   // Where the time of one decode step goes: every op timed between two events, eager (no graph), 4+1020.

@@ -85,6 +85,7 @@ class CudaBackend final : public Backend {
     pdl_ = opt.pdl && major >= 9 && !env_off("SLLM_CUDA_PDL");
     fold_norm_ = opt.fused_ops && opt.fold_norm && !env_off("SLLM_CUDA_FOLD_NORM");
     vector_attention_ = opt.vector_attention && !env_off("SLLM_CUDA_ATTN_VEC");
+    gemv_wave_ = opt.gemv_one_wave && !env_off("SLLM_CUDA_GEMV_WAVE");
     CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy default stream (cuda_upload)
     try {
       CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -469,9 +470,10 @@ class CudaBackend final : public Backend {
   bool fused_ops_;  // rope_store / linear_add / linear_swiglu as one kernel each (else Backend's defaults)
   bool fold_norm_ = false;  // norm_linear(_swiglu) as one GEMV that normalises X as it loads it
   bool vector_attention_ = true;  // decode attention with 16-byte loads where the cache rows allow
+  bool gemv_wave_ = true;         // GEMV grids of at most one wave
   bool pdl_ = false;  // our kernels launch with programmatic dependent launch (cuda_common.cuh)
   cudaStream_t stream_ = nullptr;
-  cuda::Stream st() const { return cuda::Stream(stream_, pdl_); }
+  cuda::Stream st() const { return cuda::Stream(stream_, pdl_, gemv_wave_); }
   cublasHandle_t cublas_ = nullptr;
   static constexpr size_t kCublasWorkspace = size_t(32) << 20;
   void* cublas_ws_ = nullptr;

@@ -35,6 +35,10 @@ struct CudaOptions {
   // Decode attention reads the cache in 16-byte vectors where its rows allow (else one element per lane): the
   // same results up to f32 rounding. The environment variable SLLM_CUDA_ATTN_VEC=0 turns it off.
   bool vector_attention = true;
+  // The decode GEMV launches at most one wave of blocks, each warp looping over its row groups (with the norm
+  // folded in, the row statistics are then computed by fewer blocks), instead of a block per 8 output rows. The
+  // same bits either way. The environment variable SLLM_CUDA_GEMV_WAVE=0 turns it off.
+  bool gemv_one_wave = true;
 };
 
 // A CUDA backend on device `device` (it becomes the calling thread's current device). Throws sllm::Error when

@@ -44,7 +44,7 @@ namespace sllm::cuda {
 //
 // A decode step is hundreds of short kernels, each paying a fixed launch-and-ramp cost. With programmatic dependent
 // launch (PDL, compute capability 9.0+) a kernel may be launched while its predecessor in the stream still runs: it
-// starts, does what does not depend on the predecessor (the GEMV prefetches its first weights into L2), then
+// starts, does what does not depend on the predecessor (the GEMV loads its first weights), then
 // waits at griddepcontrol.wait until every predecessor grid has completed and its writes are visible. The rule
 // that keeps this correct: every kernel this project launches with PDL calls kernel_prologue() before it reads or
 // writes any memory that another kernel writes (weights excepted), and before any early return, so "grid done"
@@ -52,13 +52,16 @@ namespace sllm::cuda {
 // (it may start as soon as every block of this one has started; its own wait keeps it correct). Without PDL (an
 // older device, SLLM_CUDA_PDL=0, or a plain <<<>>> launch) both instructions are no-ops.
 
-// The stream a launcher enqueues on, and whether its kernels may use PDL. Converts from a plain cudaStream_t
-// (no PDL), so callers outside the backend pass streams as before.
+// The stream a launcher enqueues on and how it launches: whether its kernels may use PDL, and whether a GEMV's
+// grid is at most one wave (each warp loops over its row groups; else a block per 8 output rows). Converts from a
+// plain cudaStream_t (no PDL, one-wave GEMVs), so callers outside the backend pass streams as before.
 struct Stream {
   cudaStream_t s = nullptr;
   bool pdl = false;
-  Stream(cudaStream_t stream, bool programmatic = false) : s(stream), pdl(programmatic) {}  // NOLINT: implicit
-  operator cudaStream_t() const { return s; }                                              // NOLINT: implicit
+  bool gemv_wave = true;
+  Stream(cudaStream_t stream, bool programmatic = false, bool one_wave = true)  // NOLINT: implicit
+      : s(stream), pdl(programmatic), gemv_wave(one_wave) {}
+  operator cudaStream_t() const { return s; }  // NOLINT: implicit
 };
 
 #ifdef __CUDACC__

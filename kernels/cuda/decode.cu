@@ -98,11 +98,13 @@ constexpr int kGemvUnroll = 4;  // k-steps per iteration: kGemvRows * kGemvUnrol
 
 // block kGemvWarps * 32. W: 16-bit rows as uint4 vectors; X: (TT, K) f32 stride ldx. Two forms, each with or
 // without a folded norm:
-//   plain (grid ceil(N / (kGemvWarps * RW))): W is (N, K); a warp computes rows n0 .. n0 + RW - 1 (rows past N
-//     repeat row N - 1 and are not written) into Y (+ bias, added into Y when accumulate);
-//   SWIGLU (RW = 2, grid ceil(N / kGemvWarps)): W is [gate | up], (2N, K); warp n computes gate row n and up row
-//     n + N and writes silu(g) * u to Y[., n], the very expression of swiglu_kernel (the sums are the plain
-//     form's, so the result has the same bits as a GEMV into [gate | up] followed by swiglu).
+//   plain: W is (N, K); a row group is rows n0 .. n0 + RW - 1 (rows past N repeat row N - 1 and are not
+//     written), computed into Y (+ bias, added into Y when accumulate);
+//   SWIGLU (RW = 2): W is [gate | up], (2N, K); row group n is gate row n and up row n + N, and writes
+//     silu(g) * u to Y[., n], the very expression of swiglu_kernel (the sums are the plain form's, so the result
+//     has the same bits as a GEMV into [gate | up] followed by swiglu).
+// The grid is at most one wave (gemv_grid); warp g takes row groups g, g + (warps in the grid), ... Each row is
+// summed by one warp in one order whatever the grid, so the bits do not depend on the device's size.
 // NORM: X's rows are normalised as they are read (NormSpec); every block first computes the statistics of the TT
 // rows itself (two passes over K floats from L2, as layernorm_kernel), so no separate norm kernel runs.
 template <int TT, int RW, bool BF16, bool SWIGLU, bool NORM>
@@ -113,14 +115,28 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   static_assert(!SWIGLU || RW == 2, "the SwiGLU form pairs a gate row with an up row");
   const int lane = threadIdx.x & 31;
   const int64_t warp_id = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
-  const int64_t n0 = SWIGLU ? warp_id : warp_id * RW;
+  // Row groups: warp g computes group g, then g + (warps in the grid), ... (the grid is at most one wave).
+  const int64_t rows = SWIGLU ? 1 : RW;  // output rows per group
+  const int64_t stride = int64_t(gridDim.x) * kGemvWarps * rows;
   const int64_t K8 = K / 8;
-  const uint4* w[RW];
+  auto row_ptrs = [&](int64_t n0, const uint4* (&w)[RW]) {
 #pragma unroll
-  for (int r = 0; r < RW; ++r) w[r] = W + (SWIGLU ? n0 + r * N : min(n0 + r, N - 1)) * K8;
-  // The weights are constant: under PDL, bring the first iteration's lines (one prefetch per 128 bytes) into L2
-  // while the previous kernel finishes; X, Y and the bias are touched only after the wait.
-  if (n0 < N && lane % 8 == 0) {
+    for (int r = 0; r < RW; ++r) w[r] = W + (SWIGLU ? n0 + r * N : min(n0 + r, N - 1)) * K8;
+  };
+  int64_t n0 = warp_id * rows;
+  const uint4* w[RW];
+  row_ptrs(n0, w);
+  // The weights are constant (written once, at load): under PDL, this lane's loads of its first iteration are
+  // issued before the wait, so they are in flight while the previous kernel finishes; X, Y and the bias are
+  // touched only after it. A lane whose row is too short for a whole iteration prefetches into L2 instead.
+  uint4 wv[kGemvUnroll][RW];
+  bool preloaded = n0 < N && lane + 32 * (kGemvUnroll - 1) < K8;
+  if (preloaded) {
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < RW; ++r) wv[u][r] = __ldg(w[r] + lane + 32 * u);
+  } else if (n0 < N && lane % 8 == 0) {
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u)
 #pragma unroll
@@ -159,62 +175,91 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
     for (int t = 0; t < TT; ++t) mean[t] = 0.0f, rstd[t] = 1.0f;
   }
-  if (n0 >= N) return;
-  float acc[TT][RW];
-#pragma unroll
-  for (int t = 0; t < TT; ++t)
-#pragma unroll
-    for (int r = 0; r < RW; ++r) acc[t][r] = 0.0f;
-  int64_t i = lane;
-  for (; i + 32 * (kGemvUnroll - 1) < K8; i += 32 * kGemvUnroll) {
-    uint4 wv[kGemvUnroll][RW];  // every load of the iteration issued before any is used
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u)
-#pragma unroll
-      for (int r = 0; r < RW; ++r) wv[u][r] = __ldg(w[r] + i + 32 * u);
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u)
-      gemv_fma<TT, RW, BF16, NORM>(wv[u], X, ldx, i + 32 * u, acc, nrm, mean, rstd);
-  }
-  for (; i < K8; i += 32) {
-    uint4 wv[RW];
-#pragma unroll
-    for (int r = 0; r < RW; ++r) wv[r] = __ldg(w[r] + i);
-    gemv_fma<TT, RW, BF16, NORM>(wv, X, ldx, i, acc, nrm, mean, rstd);
-  }
-  if constexpr (SWIGLU) {
-#pragma unroll
-    for (int t = 0; t < TT; ++t) {
-      const float g = warp_sum(acc[t][0]), u = warp_sum(acc[t][1]);
-      if (lane == 0) Y[t * ldy + n0] = g / (1.0f + expf(-g)) * u;
-    }
-  } else {
+  for (; n0 < N; n0 += stride, preloaded = false) {
+    row_ptrs(n0, w);
+    float acc[TT][RW];
 #pragma unroll
     for (int t = 0; t < TT; ++t)
 #pragma unroll
-      for (int r = 0; r < RW; ++r) {
-        const float v = warp_sum(acc[t][r]);
-        const int64_t n = n0 + r;
-        if (lane == 0 && n < N) {
-          const float y = bias ? v + bias[n] : v;
-          Y[t * ldy + n] = accumulate ? Y[t * ldy + n] + y : y;  // y + (x.w + b), as linear then add
-        }
+      for (int r = 0; r < RW; ++r) acc[t][r] = 0.0f;
+    int64_t i = lane;
+    for (; i + 32 * (kGemvUnroll - 1) < K8; i += 32 * kGemvUnroll) {
+      if (!preloaded || i != lane) {  // every load of the iteration issued before any is used
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u)
+#pragma unroll
+          for (int r = 0; r < RW; ++r) wv[u][r] = __ldg(w[r] + i + 32 * u);
       }
+#pragma unroll
+      for (int u = 0; u < kGemvUnroll; ++u)
+        gemv_fma<TT, RW, BF16, NORM>(wv[u], X, ldx, i + 32 * u, acc, nrm, mean, rstd);
+    }
+    for (; i < K8; i += 32) {
+      uint4 wt[RW];
+#pragma unroll
+      for (int r = 0; r < RW; ++r) wt[r] = __ldg(w[r] + i);
+      gemv_fma<TT, RW, BF16, NORM>(wt, X, ldx, i, acc, nrm, mean, rstd);
+    }
+    if constexpr (SWIGLU) {
+#pragma unroll
+      for (int t = 0; t < TT; ++t) {
+        const float g = warp_sum(acc[t][0]), u = warp_sum(acc[t][1]);
+        if (lane == 0) Y[t * ldy + n0] = g / (1.0f + expf(-g)) * u;
+      }
+    } else {
+#pragma unroll
+      for (int t = 0; t < TT; ++t)
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const float v = warp_sum(acc[t][r]);
+          const int64_t n = n0 + r;
+          if (lane == 0 && n < N) {
+            const float y = bias ? v + bias[n] : v;
+            Y[t * ldy + n] = accumulate ? Y[t * ldy + n] + y : y;  // y + (x.w + b), as linear then add
+          }
+        }
+    }
   }
+}
+
+// The SMs of the current device (looked up once per device).
+int device_sms() {
+  static int sms[64] = {};
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) throw Error("cuda gemv16: device " + std::to_string(dev) + " out of range");
+  if (sms[dev] == 0) CUDA_CHECK(cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev));
+  return sms[dev];
+}
+
+// One wave: as many blocks as fit on the device at once (each warp then loops over its row groups), or fewer
+// when the matrix needs fewer. With the norm folded in, this also bounds how often X's statistics are computed.
+// one_wave = false: as many blocks as the row groups need (each warp computes one group).
+template <class Kernel>
+unsigned gemv_grid(Kernel kernel, int64_t groups_per_block, int64_t N, bool one_wave) {
+  const int64_t needed = (N + groups_per_block - 1) / groups_per_block;
+  if (!one_wave) return unsigned(needed);
+  static int per_sm = 0;  // per kernel instantiation (the same on every device of one architecture)
+  if (per_sm == 0) {
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kGemvWarps * 32, 0));
+    per_sm = std::max(per_sm, 1);
+  }
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>(needed, int64_t(per_sm) * device_sms())));
 }
 
 template <bool BF16, bool SWIGLU, bool NORM>
 void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int64_t N, const float* bias,
                    float* Y, int64_t ldy, bool accumulate, Stream s, const NormSpec& nrm) {
   const int64_t per_block = int64_t(kGemvWarps) * (SWIGLU ? 1 : kGemvRows);
-  const unsigned grid = unsigned((N + per_block - 1) / per_block);
   const auto* w = static_cast<const uint4*>(W);
   switch (T) {
 #define SLLM_GEMV_CASE(TT)                                                                                \
-  case TT:                                                                                                \
-    launch(gemv16_kernel<TT, kGemvRows, BF16, SWIGLU, NORM>, grid, kGemvWarps * 32, 0, s, X, ldx, w, K, N,    \
+  case TT: {                                                                                              \
+    const auto kernel = gemv16_kernel<TT, kGemvRows, BF16, SWIGLU, NORM>;                                 \
+    launch(kernel, gemv_grid(kernel, per_block, N, s.gemv_wave), kGemvWarps * 32, 0, s, X, ldx, w, K, N,   \
            bias, Y, ldy, accumulate, nrm);                                                                \
-    break;
+    break;                                                                                                \
+  }
     SLLM_GEMV_CASE(1)
     SLLM_GEMV_CASE(2)
     SLLM_GEMV_CASE(3)

@@ -244,6 +244,64 @@ TEST_F(CudaBackendTest, NormLinear) {
       }
 }
 
+// Matrices taller than one wave of GEMV blocks: with one-wave grids each warp loops over several row groups (and,
+// with the norm folded in, fewer blocks compute the statistics). Each row is still summed by one warp in one
+// order, so one-wave and block-per-group grids must give the same bits, and both must match the CPU.
+TEST_F(CudaBackendTest, GemvRowGroupsBeyondOneWave) {
+  CudaOptions per_group;
+  per_group.gemv_one_wave = false;
+  const std::unique_ptr<Backend> other = make_cuda_backend(0, per_group);
+  const int64_t K = 64, N = 20011, F = 10007;  // odd: the last row group is partial
+  for (DType wt : {DType::F16, DType::BF16})
+    for (int64_t T : {1, 3}) {
+      const std::string what = std::string(dtype_name(wt)) + " T=" + std::to_string(T);
+      const std::vector<float> X = uniform(size_t(T * K), -2.0f, 2.0f), nw = uniform(size_t(K), 0.5f, 1.5f),
+                               bias = uniform(size_t(N));
+      const Encoded W = encode(uniform(size_t(N * K)), wt), Wgu = encode(uniform(size_t(2 * F * K)), wt);
+      std::vector<float> ref(size_t(T * N), kNaN), nref(size_t(T * N), kNaN), sref(size_t(T * F), kNaN),
+          xn(size_t(T * K), kNaN), tmp(size_t(T * 2 * F), kNaN);
+      cpu().linear(X.data(), T, K, K, W.bytes.data(), wt, N, bias.data(), ref.data(), N);
+      cpu().norm_linear(NormOp::RMS, X.data(), nw.data(), nullptr, 1e-5f, T, K, xn.data(), W.bytes.data(), wt, N,
+                        bias.data(), nref.data(), N);
+      cpu().norm_linear_swiglu(NormOp::RMS, X.data(), nw.data(), nullptr, 1e-5f, T, K, xn.data(), Wgu.bytes.data(),
+                               wt, F, sref.data(), tmp.data());
+      Dev dX = upload(gpu(), X), dw = upload(gpu(), nw), dbias = upload(gpu(), bias);
+      Dev dW = upload(gpu(), W.bytes), dWgu = upload(gpu(), Wgu.bytes);
+      std::vector<std::vector<float>> plain, normed, swiglu;
+      for (Backend* be : {&gpu(), other.get()}) {
+        Dev dY = upload(gpu(), std::vector<float>(ref.size(), kNaN)), dN = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+        Dev dS = upload(gpu(), std::vector<float>(sref.size(), kNaN));
+        Dev dxn = upload(gpu(), std::vector<float>(xn.size(), kNaN)), dtmp = upload(gpu(), tmp);
+        be->linear(dX.as<float>(), T, K, K, dW.get(), wt, N, dbias.as<float>(), dY.as<float>(), N);
+        be->norm_linear(NormOp::RMS, dX.as<float>(), dw.as<float>(), nullptr, 1e-5f, T, K, dxn.as<float>(), dW.get(),
+                        wt, N, dbias.as<float>(), dN.as<float>(), N);
+        be->norm_linear_swiglu(NormOp::RMS, dX.as<float>(), dw.as<float>(), nullptr, 1e-5f, T, K, dxn.as<float>(),
+                               dWgu.get(), wt, F, dS.as<float>(), dtmp.as<float>());
+        plain.push_back(download<float>(dY));
+        normed.push_back(download<float>(dN));
+        swiglu.push_back(download<float>(dS));
+      }
+      EXPECT_EQ(plain[0], plain[1]) << what << ": linear, one wave vs a block per row group";
+      EXPECT_EQ(normed[0], normed[1]) << what << ": norm_linear";
+      EXPECT_EQ(swiglu[0], swiglu[1]) << what << ": norm_linear_swiglu";
+      std::vector<double> bound(ref.size()), nbound(ref.size());
+      const double tol = linear_tol(wt) + 1e-5;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t n = 0; n < N; ++n) {
+          double a = std::fabs(bias[size_t(n)]), b = a;
+          for (int64_t k = 0; k < K; ++k) {
+            a += std::fabs(X[size_t(t * K + k)] * W.values[size_t(n * K + k)]);
+            b += std::fabs(xn[size_t(t * K + k)] * W.values[size_t(n * K + k)]);
+          }
+          bound[size_t(t * N + n)] = tol * a;
+          nbound[size_t(t * N + n)] = tol * b + 1e-6 * std::fabs(double(nref[size_t(t * N + n)]));
+        }
+      expect_close(plain[0], ref, bound, what + " linear");
+      expect_close(normed[0], nref, nbound, what + " norm_linear");
+      expect_close(swiglu[0], sref, swiglu_bound(xn, Wgu.values, tmp, sref, T, K, F, tol), what + " swiglu");
+    }
+}
+
 // The op profiler (bench_cuda's op-by-op table): while on, each op is timed once under its name (a linear under its
 // N x K; a fused op that falls back to its parts still counts once); off, nothing more is recorded; a CPU backend
 // is refused by name.
