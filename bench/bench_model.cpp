@@ -47,9 +47,12 @@ int main(int argc, char** argv) {
   app.add_option("--prompt", prompt, "Prompt tokens of the prefill row")->check(CLI::Range(1, 65536));
   app.add_option("--depths", depths, "Stream lengths at which decode is timed")->delimiter(',')
       ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
-  app.add_option("--reps", reps, "Decode steps timed per depth (their median is reported)")->check(CLI::Range(1, 100000));
-  app.add_option("--sinks", sinks, "Attention sinks of the streaming cache")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
-  app.add_option("--window", window, "Recent tokens of the streaming cache")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--reps", reps, "Decode steps timed per depth (their median is reported)")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--sinks", sinks, "Attention sinks of the streaming cache")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  app.add_option("--window", window, "Recent tokens of the streaming cache")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   app.add_flag("--dense", dense, "A dense cache holding every token (llama.cpp's layout) instead of S + R");
   app.add_flag("--json", json, "One JSON object per line instead of a table");
   CLI11_PARSE(app, argc, argv);

@@ -178,6 +178,81 @@ TEST(Ops, StreamingAttentionMatchesDefinition) {
   }
 }
 
+// The same definition for the head sizes of the AVX-512 kernel (32..128), with windows long enough for several key
+// blocks of 16, partial blocks, key-range splits at decode and a grouped query (3 heads per KV head), for an f32
+// and an f16 cache (whose reference uses the f16-rounded keys and values).
+TEST(Ops, StreamingAttentionMatchesDefinitionForSimdHeadSizes) {
+  for (int64_t hd : {32, 64, 80, 96, 128})
+    for (bool f16 : {false, true}) {
+      cpu::AttnGeometry g;
+      g.n_heads = 6;
+      g.n_kv_heads = 2;
+      g.head_dim = hd;
+      g.sinks = 4;
+      g.window = 300;
+      g.ring = 300 + 8;
+      g.capacity = g.sinks + g.ring;
+      g.kv_f16 = f16;
+      const int64_t H = g.n_heads, Hkv = g.n_kv_heads, N = 700;
+      auto K = randv(size_t(N * Hkv * hd), 31), V = randv(size_t(N * Hkv * hd), 32);
+      auto Qa = randv(size_t(N * H * hd), 33), Qs = randv(size_t(N * H * hd), 34), extra = randv(size_t(H), 35);
+      for (auto* a : {&Qa, &Qs})
+        for (auto& x : *a) x *= 3.0f;  // a peaked softmax
+      if (f16)
+        for (auto* a : {&K, &V})
+          for (auto& x : *a) x = f16_to_f32(f32_to_f16(x));
+      std::vector<float> slopes(static_cast<size_t>(H));
+      alibi_slopes(H, 8.0, slopes.data());
+      const size_t cn = size_t(Hkv * g.capacity * hd);
+      std::vector<float> kc(cn, NAN), vc(cn, NAN);
+      std::vector<uint16_t> kh(cn, 0x7e00), vh(cn, 0x7e00);  // NaN halves in unwritten slots
+      const bool with_alibi = hd % 64 == 0;
+      for (int64_t t0 = 0; t0 < N;) {
+        const int64_t T = (t0 / 50) % 2 == 0 ? 1 : std::min<int64_t>(8, N - t0);
+        void* kp = f16 ? static_cast<void*>(kh.data()) : kc.data();
+        void* vp = f16 ? static_cast<void*>(vh.data()) : vc.data();
+        cpu::kv_store(&K[size_t(t0 * Hkv * hd)], Hkv * hd, &V[size_t(t0 * Hkv * hd)], Hkv * hd, T, t0, kp, vp, g);
+        std::vector<float> out(size_t(T * H * hd), NAN);
+        cpu::attention_stream(&Qa[size_t(t0 * H * hd)], &Qs[size_t(t0 * H * hd)], H * hd, T, t0, kp, vp, g,
+                              0.125f, with_alibi ? slopes.data() : nullptr, hd == 80 ? extra.data() : nullptr,
+                              out.data());
+        for (int64_t i = 0; i < T; ++i) {
+          const int64_t t = t0 + i;
+          if (t % 37 != 0 && t != N - 1 && t != 305 && t != 306) continue;
+          for (int64_t h = 0; h < H; ++h) {
+            const int64_t kv = h / (H / Hkv);
+            std::vector<int64_t> keys;
+            for (int64_t a = 0; a <= t; ++a)
+              if (a < g.sinks || a >= t - g.window) keys.push_back(a);
+            const int64_t len = int64_t(keys.size());
+            std::vector<double> sc;
+            double mx = hd == 80 ? double(extra[size_t(h)]) : -1e300;
+            for (int64_t jj = 0; jj < len; ++jj) {
+              const int64_t a = keys[size_t(jj)];
+              const float* q = (a < g.sinks ? &Qs[0] : &Qa[0]) + (t * H + h) * hd;
+              double sv = 0;
+              for (int64_t d = 0; d < hd; ++d) sv += double(q[d]) * K[size_t((a * Hkv + kv) * hd + d)];
+              sv *= 0.125;
+              if (with_alibi) sv -= slopes[size_t(h)] * double(len - 1 - jj);
+              sc.push_back(sv);
+              mx = std::max(mx, sv);
+            }
+            double den = hd == 80 ? std::exp(extra[size_t(h)] - mx) : 0.0;
+            for (auto& x : sc) den += (x = std::exp(x - mx));
+            for (int64_t d = 0; d < hd; ++d) {
+              double o = 0;
+              for (int64_t jj = 0; jj < len; ++jj)
+                o += sc[size_t(jj)] * V[size_t((keys[size_t(jj)] * Hkv + kv) * hd + d)];
+              ASSERT_NEAR(out[size_t((i * H + h) * hd + d)], o / den, 2e-5)
+                  << "hd " << hd << (f16 ? " f16" : " f32") << " t=" << t << " h=" << h << " d=" << d;
+            }
+          }
+        }
+        t0 += T;
+      }
+    }
+}
+
 TEST(Ops, EmbeddingConvertsEveryDtype) {
   const int64_t Vn = 5, D = 7;
   auto tab = randv(size_t(Vn * D), 15);

@@ -16,9 +16,17 @@
 #include <cstring>    // std::memcpy
 #include <immintrin.h>  // AVX-512 intrinsics
 #include <omp.h>      // omp_get_max_threads
+#include <type_traits>  // std::is_same_v
 #include <vector>     // std::vector
 
 #include "cpu/kernels.h"
+
+// GCC 12's own AVX-512 intrinsics (`__m512 __Y = __Y;` placeholders) trip -W(maybe-)uninitialized once inlined
+// (GCC PR 105593), as in cpu/matmul_simd.h.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 namespace sllm::cpu {
 
@@ -96,50 +104,118 @@ inline __m512 load16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// head_dim = 16 * NC: one K/V row is NC zmm registers. KT: the cache element (float or IEEE half).
+// Row i of the result holds sum(v[i]) for 16 vectors v[0..15]: a transpose-and-add tree (45 instructions for 16
+// sums, where 16 horizontal reductions take ~130).
+inline __m512 hsum16(const __m512 (&v)[16]) {
+  __m512 s[8], t[4], u[2];
+  for (int k = 0; k < 8; ++k)  // per 128-bit lane: [x0+x2, y0+y2, x1+x3, y1+y3] of x = v[2k], y = v[2k + 1]
+    s[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+  for (int k = 0; k < 4; ++k) {  // per 128-bit lane: the lane's sums of v[4k .. 4k + 3]
+    const __m512d a = _mm512_castps_pd(s[2 * k]), b = _mm512_castps_pd(s[2 * k + 1]);
+    t[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  for (int k = 0; k < 2; ++k)  // lanes (L0 + L1, L2 + L3) of t[2k], then of t[2k + 1]
+    u[k] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * k], t[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(t[2 * k], t[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// head_dim = 16 * NC: one K/V row is NC zmm registers. KT: the cache element (float or IEEE half). `sc` holds
+// j.ng * n scores, then n slots and n distances (n = k1 - k0).
+//   Scores: keys in blocks of 16; each K row is read (and converted from half) once per block into f32, then every
+//   head of the group dots the block's 16 rows and one hsum16 turns the 16 dot products into 16 scores.
+//   Output: each V row is read and converted once, then added into HB heads' accumulators at a time.
 template <int NC, class KT>
 void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                          const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
   constexpr int64_t hd = 16 * NC;
+  constexpr int HB = NC <= 4 ? 4 : 2;  // heads per pass over V: HB * NC accumulators + NC for the V row
   const int64_t n = k1 - k0;
-  for (int h = 0; h < j.ng; ++h) {
-    // Pass 1: scores of this head (K rows stay in L1/L2 across the heads of the group).
-    __m512 qa[NC], qs[NC];
-    for (int c = 0; c < NC; ++c) {
-      qa[c] = _mm512_loadu_ps(j.qa[h] + 16 * c);
-      qs[c] = _mm512_loadu_ps(j.qs[h] + 16 * c);
+  const int ng = j.ng;
+  int32_t* slot = reinterpret_cast<int32_t*>(sc + ng * n);
+  float* dist = sc + ng * n + n;
+  int64_t n_sink = 0;  // keys [0, n_sink) of this range are sinks (scored with q_sink)
+  for_keys(t, k0, k1, g, [&](int64_t i, int64_t s, int64_t d, bool sink) {
+    slot[i] = int32_t(s);
+    dist[i] = float(d);
+    n_sink += sink;
+  });
+  float m[kMaxGroup];
+  for (int h = 0; h < ng; ++h) m[h] = -INFINITY;
+  alignas(64) float kb[16 * hd];  // a half cache's block of K rows, converted to f32
+  const float* rows[16];          // the block's K rows in f32 (in the cache itself when it is f32)
+  for (int64_t b = 0; b < n; b += 16) {
+    const int nb = int(std::min<int64_t>(16, n - b));
+    for (int u = 0; u < nb; ++u) {
+      const KT* kr = K + int64_t(slot[b + u]) * hd;
+      if constexpr (std::is_same_v<KT, float>) {
+        rows[u] = kr;
+      } else {
+        for (int c = 0; c < NC; ++c) _mm512_store_ps(kb + u * hd + 16 * c, load16(kr + 16 * c));
+        rows[u] = kb + u * hd;
+      }
     }
+    const __mmask16 valid = __mmask16((1u << nb) - 1u);
+    const __m512 dv = _mm512_maskz_loadu_ps(valid, dist + b);
+    for (int h = 0; h < ng; ++h) {
+      __m512 qa[NC];
+      for (int c = 0; c < NC; ++c) qa[c] = _mm512_loadu_ps(j.qa[h] + 16 * c);
+      __m512 acc[16];
+      for (int u = 0; u < 16; ++u) {
+        if (u >= nb) {
+          acc[u] = _mm512_setzero_ps();
+          continue;
+        }
+        const float* kr = rows[u];
+        __m512 a;
+        if (b + u < n_sink) {  // a sink: the query rotated at its in-cache position
+          a = _mm512_mul_ps(_mm512_loadu_ps(j.qs[h]), _mm512_loadu_ps(kr));
+          for (int c = 1; c < NC; ++c)
+            a = _mm512_fmadd_ps(_mm512_loadu_ps(j.qs[h] + 16 * c), _mm512_loadu_ps(kr + 16 * c), a);
+        } else {
+          a = _mm512_mul_ps(qa[0], _mm512_loadu_ps(kr));
+          for (int c = 1; c < NC; ++c) a = _mm512_fmadd_ps(qa[c], _mm512_loadu_ps(kr + 16 * c), a);
+        }
+        acc[u] = a;
+      }
+      __m512 s = _mm512_mul_ps(hsum16(acc), _mm512_set1_ps(scale));
+      if (alibi) s = _mm512_fnmadd_ps(_mm512_set1_ps(j.slope[h]), dv, s);
+      _mm512_mask_storeu_ps(sc + h * n + b, valid, s);
+      m[h] = std::max(m[h], _mm512_mask_reduce_max_ps(valid, s));
+    }
+  }
+  // Exponentials and their sums.
+  for (int h = 0; h < ng; ++h) {
     float* r = sc + h * n;
-    float m = -INFINITY;
-    const float slope = j.slope[h];
-    for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t dist, bool sink) {
-      const KT* kr = K + slot * hd;
-      const __m512* q = sink ? qs : qa;
-      __m512 acc = _mm512_mul_ps(q[0], load16(kr));
-      for (int c = 1; c < NC; ++c) acc = _mm512_fmadd_ps(q[c], load16(kr + 16 * c), acc);
-      float s = _mm512_reduce_add_ps(acc) * scale;
-      if (alibi) s -= slope * float(dist);
-      r[i] = s;
-      m = std::max(m, s);
-    });
-    // Pass 2: exponentials and their sum.
+    const float mh = m[h];
     float l = 0.0f;
 #pragma omp simd reduction(+ : l)
     for (int64_t i = 0; i < n; ++i) {
-      r[i] = fast_exp(r[i] - m);
+      r[i] = fast_exp(r[i] - mh);
       l += r[i];
     }
-    p.m[h] = m;
+    p.m[h] = mh;
     p.l[h] = l;
-    // Pass 3: weighted sum of V rows, accumulated in registers.
-    __m512 o[NC];
-    for (int c = 0; c < NC; ++c) o[c] = _mm512_setzero_ps();
-    for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t, bool) {
-      const KT* vr = V + slot * hd;
-      const __m512 w = _mm512_set1_ps(r[i]);
-      for (int c = 0; c < NC; ++c) o[c] = _mm512_fmadd_ps(w, load16(vr + 16 * c), o[c]);
-    });
-    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + h * hd + 16 * c, o[c]);
+  }
+  // Weighted sums of the V rows, HB heads at a time.
+  for (int h0 = 0; h0 < ng; h0 += HB) {
+    const int hb = std::min(HB, ng - h0);
+    __m512 o[HB][NC];
+    for (int h = 0; h < HB; ++h)
+      for (int c = 0; c < NC; ++c) o[h][c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; ++i) {
+      const KT* vr = V + int64_t(slot[i]) * hd;
+      __m512 v[NC];
+      for (int c = 0; c < NC; ++c) v[c] = load16(vr + 16 * c);
+      for (int h = 0; h < HB; ++h) {
+        if (h >= hb) break;
+        const __m512 w = _mm512_set1_ps(sc[(h0 + h) * n + i]);
+        for (int c = 0; c < NC; ++c) o[h][c] = _mm512_fmadd_ps(w, v[c], o[h][c]);
+      }
+    }
+    for (int h = 0; h < hb; ++h)
+      for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + (h0 + h) * hd + 16 * c, o[h][c]);
   }
 }
 #endif
@@ -180,7 +256,7 @@ void attend_range_generic(const Job& j, int64_t t, int64_t k0, int64_t k1, const
 }
 
 // Scores, exponentiates and accumulates keys [k0, k1) of the admitted list of token t into out (ng, head_dim),
-// unnormalised; returns the per-head max and sum in p. `sc` is scratch of ng * (k1 - k0) floats.
+// unnormalised; returns the per-head max and sum in p. `sc` is scratch of (ng + 2) * (k1 - k0) floats.
 template <class KT>
 void attend_range(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                   const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
@@ -220,7 +296,7 @@ void attention_stream(const float* q_abs, const float* q_sink, int64_t ld_q, int
 
 #pragma omp parallel if (units * splits > 1 && T * max_keys * H * hd > 32768)
   {
-    std::vector<float> sc(size_t(ug * ((max_keys + splits - 1) / splits + 1)));
+    std::vector<float> sc(size_t((ug + 2) * ((max_keys + splits - 1) / splits + 1)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < units * splits; ++w) {
       const int64_t u = w / splits, s = w % splits;

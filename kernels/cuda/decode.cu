@@ -234,15 +234,19 @@ int device_sms() {
 
 // One wave: as many blocks as fit on the device at once (each warp then loops over its row groups), or fewer
 // when the matrix needs fewer. With the norm folded in, this also bounds how often X's statistics are computed.
-// one_wave = false: as many blocks as the row groups need (each warp computes one group).
-template <class Kernel>
-unsigned gemv_grid(Kernel kernel, int64_t groups_per_block, int64_t N, bool one_wave) {
+// one_wave = false: as many blocks as the row groups need (each warp computes one group). A template over the
+// kernel's own parameters (not its pointer type, which every instantiation shares), so each instantiation keeps
+// its own occupancy (the same on every device of one architecture).
+template <int TT, bool BF16, bool SWIGLU, bool NORM>
+unsigned gemv_grid(int64_t groups_per_block, int64_t N, bool one_wave) {
   const int64_t needed = (N + groups_per_block - 1) / groups_per_block;
   if (!one_wave) return unsigned(needed);
-  static int per_sm = 0;  // per kernel instantiation (the same on every device of one architecture)
+  static int per_sm = 0;
   if (per_sm == 0) {
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kGemvWarps * 32, 0));
-    per_sm = std::max(per_sm, 1);
+    int n = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv16_kernel<TT, kGemvRows, BF16, SWIGLU, NORM>,
+                                                             kGemvWarps * 32, 0));
+    per_sm = std::max(n, 1);
   }
   return unsigned(std::max<int64_t>(1, std::min<int64_t>(needed, int64_t(per_sm) * device_sms())));
 }
@@ -255,9 +259,9 @@ void launch_gemv16(const float* X, int64_t T, int64_t K, int64_t ldx, const void
   switch (T) {
 #define SLLM_GEMV_CASE(TT)                                                                                \
   case TT: {                                                                                              \
-    const auto kernel = gemv16_kernel<TT, kGemvRows, BF16, SWIGLU, NORM>;                                 \
-    launch(kernel, gemv_grid(kernel, per_block, N, s.gemv_wave), kGemvWarps * 32, 0, s, X, ldx, w, K, N,   \
-           bias, Y, ldy, accumulate, nrm);                                                                \
+    launch(gemv16_kernel<TT, kGemvRows, BF16, SWIGLU, NORM>,                                              \
+           gemv_grid<TT, BF16, SWIGLU, NORM>(per_block, N, s.gemv_wave), kGemvWarps * 32, 0, s, X, ldx, w, K, \
+           N, bias, Y, ldy, accumulate, nrm);                                                             \
     break;                                                                                                \
   }
     SLLM_GEMV_CASE(1)

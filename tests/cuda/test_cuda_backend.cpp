@@ -269,7 +269,8 @@ TEST_F(CudaBackendTest, GemvRowGroupsBeyondOneWave) {
       Dev dW = upload(gpu(), W.bytes), dWgu = upload(gpu(), Wgu.bytes);
       std::vector<std::vector<float>> plain, normed, swiglu;
       for (Backend* be : {&gpu(), other.get()}) {
-        Dev dY = upload(gpu(), std::vector<float>(ref.size(), kNaN)), dN = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+        Dev dY = upload(gpu(), std::vector<float>(ref.size(), kNaN));
+        Dev dN = upload(gpu(), std::vector<float>(ref.size(), kNaN));
         Dev dS = upload(gpu(), std::vector<float>(sref.size(), kNaN));
         Dev dxn = upload(gpu(), std::vector<float>(xn.size(), kNaN)), dtmp = upload(gpu(), tmp);
         be->linear(dX.as<float>(), T, K, K, dW.get(), wt, N, dbias.as<float>(), dY.as<float>(), N);
