@@ -13,7 +13,7 @@ keys held at every depth: the engine comparison) and with the StreamingLLM cache
 
 Usage (needs the venv of scripts/requirements-fixtures.txt plus llama-cpp-python, and build/bench_model):
     /work/venv/bin/python bench/vs_llamacpp.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--dtypes f32,f16]
-        [--threads 2] [--rounds 2] [--depths 512,1024,4096] [--reps 32] [--bench build/bench_model] [--raw FILE]
+        [--threads 2] [--rounds 3] [--depths 512,1024,4096] [--reps 32] [--bench build/bench_model] [--raw FILE]
 A quantised GGUF is first rewritten with f32 / f16 matrices (scripts/gguf_dequant.py) into --work; both engines
 then load that one file.
 """
@@ -134,7 +134,7 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--dtypes", default="f32,f16")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--depths", default="512,1024,4096")
     ap.add_argument("--reps", type=int, default=32)
@@ -158,7 +158,7 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     rows = []
     header = (f"# vs_llamacpp: {os.path.basename(a.model)}, {a.threads} threads, prompt {a.prompt}, depths "
-              f"{a.depths}, {a.reps} decode steps per depth, {a.rounds} rounds (engines alternate; best round shown),"
+              f"{a.depths}, {a.reps} decode steps per depth, {a.rounds} rounds (engines alternate),"
               f" llama-cpp-python {llama_cpp.__version__} (flash_attn {a.flash_attn}), "
               f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC")
     print(header, flush=True)
@@ -188,10 +188,15 @@ def main():
             for g in rows:
                 out.write(json.dumps(g) + "\n")
 
-    def best(engine, cache, dt, phase, depth):
-        c = [g["tok_s"] for g in rows if g["engine"] == engine and g["cache"] == cache and g["weights"] == dt
-             and g["phase"] == phase and g["depth"] == depth]
-        return max(c) if c else None
+    def runs(engine, cache, dt, phase, depth):
+        return sorted(g["tok_s"] for g in rows if g["engine"] == engine and g["cache"] == cache
+                      and g["weights"] == dt and g["phase"] == phase and g["depth"] == depth)
+
+    def med(v):  # the median round (the lower middle one of an even count)
+        return v[(len(v) - 1) // 2]
+
+    def cell(v):
+        return f"{med(v):.1f} ({v[0]:.1f}-{v[-1]:.1f})" if len(v) > 1 else f"{v[0]:.1f}"
 
     def held(engine, cache, dt, phase, depth):
         return next(g["held"] for g in rows if g["engine"] == engine and g["cache"] == cache and g["weights"] == dt
@@ -199,17 +204,18 @@ def main():
 
     sc = next((g["cache"] for g in rows if g["engine"] == "streamllm" and g["cache"] != "dense"), "4+1020")
     print()
-    print(f"| weights/kv | phase | depth | llama.cpp tok/s | streamllm dense tok/s | streamllm {sc} tok/s (keys held) "
+    print(f"tokens/s, median round (min-max over {a.rounds} rounds); ratios of the medians\n")
+    print(f"| weights/kv | phase | depth | llama.cpp | streamllm dense | streamllm {sc} | {sc} keys held "
           f"| dense / llama.cpp | {sc} / llama.cpp |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for dt in a.dtypes.split(","):
         kv = "f32" if dt == "f32" else "f16"
         phases = [("prefill", a.prompt)] + [("decode", d) for d in sorted(a.depths)]
         for phase, d in phases:
-            l, dn, s = best("llama.cpp", "dense", dt, phase, d), best("streamllm", "dense", dt, phase, d), \
-                best("streamllm", sc, dt, phase, d)
-            print(f"| {dt}/{kv} | {phase} | {d} | {l:.1f} | {dn:.1f} | {s:.1f} ({held('streamllm', sc, dt, phase, d)}) "
-                  f"| {dn / l:.2f}x | {s / l:.2f}x |")
+            l, dn, s = runs("llama.cpp", "dense", dt, phase, d), runs("streamllm", "dense", dt, phase, d), \
+                runs("streamllm", sc, dt, phase, d)
+            print(f"| {dt}/{kv} | {phase} | {d} | {cell(l)} | {cell(dn)} | {cell(s)} | "
+                  f"{held('streamllm', sc, dt, phase, d)} | {med(dn) / med(l):.2f}x | {med(s) / med(l):.2f}x |")
     bws = [g["bandwidth_gbs"] for g in rows if g.get("bandwidth_gbs", 0) > 0]
     if bws:
         print(f"\nread bandwidth measured beside streamllm's decode rows: {min(bws):.1f} - {max(bws):.1f} GB/s")

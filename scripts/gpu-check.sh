@@ -26,7 +26,8 @@ LOG="$LOG_DIR/gpu-check.log"
 if [ "${PREBUILT:-0}" != 1 ]; then
   echo "== build ($BUILD, sm_90a)" | tee -a "$LOG"
   if ! { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DSLLM_TESTS=ON &&
-         cmake --build "$BUILD" -j"$(nproc)" --target sllm_cuda_tests bench_cuda; } >>"$LOG" 2>&1; then
+         cmake --build "$BUILD" -j"$(nproc)" --target sllm_cuda_tests bench_cuda streamllm sllm_cuda_plugin; } \
+       >>"$LOG" 2>&1; then
     echo "BUILD FAILED (see $LOG)"; tail -30 "$LOG"; exit 1
   fi
 fi
@@ -56,17 +57,18 @@ fi
 cli_rc=skipped
 if [ -x "$BUILD/streamllm" ]; then
   echo "== CLI: streamllm generate / ppl --device cuda" | tee -a "$LOG"
-  [ -d "$BUILD/lib" ] && export LD_LIBRARY_PATH="$PWD/$BUILD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The carried libraries are for streamllm alone: the rest of this script keeps the machine's own.
+  cli=(env LD_LIBRARY_PATH="$(cd "$BUILD" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BUILD"/streamllm)
   fx=tests/fixtures/models/llama
   tok=data/tokenizers/bytes/tokenizer.json
   cli_rc=0
   for dev in cpu cuda; do
-    timeout 60 "$BUILD"/streamllm generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 64 --temp 0 --ignore-eos \
-      --sinks 2 --window 16 --device "$dev" -q >"$LOG_DIR/generate-$dev.txt" 2>"$LOG_DIR/generate-$dev.err" || cli_rc=1
-    timeout 60 "$BUILD"/streamllm ppl -m "$fx" --tokenizer "$tok" -f README.md --max-tokens 3000 \
+    timeout 60 "${cli[@]}" generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 64 --temp 0 --ignore-eos --sinks 2 \
+      --window 16 --device "$dev" -q >"$LOG_DIR/generate-$dev.txt" 2>"$LOG_DIR/generate-$dev.err" || cli_rc=1
+    timeout 60 "${cli[@]}" ppl -m "$fx" --tokenizer "$tok" -f README.md --max-tokens 3000 \
       --cache dense,window,streaming --sinks 4 --window 60 --device "$dev" >"$LOG_DIR/ppl-$dev.txt" 2>&1 || cli_rc=1
   done
-  timeout 120 "$BUILD"/streamllm generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 20000 --temp 0.8 --seed 1 \
+  timeout 120 "${cli[@]}" generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 20000 --temp 0.8 --seed 1 \
     --ignore-eos --sinks 4 --window 252 --device cuda -q >/dev/null 2>"$LOG_DIR/generate-long.err" || cli_rc=1
   if cmp -s "$LOG_DIR/generate-cpu.txt" "$LOG_DIR/generate-cuda.txt"; then
     echo "generate: the same 64 greedy tokens on cpu and cuda" | tee -a "$LOG"

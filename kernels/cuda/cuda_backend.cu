@@ -277,7 +277,7 @@ class CudaBackend final : public Backend {
     const cuda::DecodePlan plan = cuda::decode_plan(g, T, num_sms_);
     // Sized for the largest decode chunk of this geometry at once, so that a 2..4-token step after a captured
     // one-token step (a chat turn's suffix) does not reallocate and drop the graph.
-    size_t floats = 0, counters_n = 0;
+    size_t floats = plan.scratch_floats, counters_n = plan.counters;  // T itself may exceed 4 in a capture
     for (int64_t t = 1; t <= kDecodeMaxT; ++t) {
       const cuda::DecodePlan p = cuda::decode_plan(g, t, num_sms_);
       floats = std::max(floats, size_t(p.scratch_floats));

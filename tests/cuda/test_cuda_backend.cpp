@@ -245,13 +245,16 @@ TEST_F(CudaBackendTest, NormLinear) {
 }
 
 // Matrices taller than one wave of GEMV blocks: with one-wave grids each warp loops over several row groups (and,
-// with the norm folded in, fewer blocks compute the statistics). Each row is still summed by one warp in one
+// with the norm folded in, fewer blocks compute the statistics); rows long enough for the unrolled loop, whose first
+// iteration's weights are loaded before the PDL wait. Each row is still summed by one warp in one
 // order, so one-wave and block-per-group grids must give the same bits, and both must match the CPU.
 TEST_F(CudaBackendTest, GemvRowGroupsBeyondOneWave) {
   CudaOptions per_group;
   per_group.gemv_one_wave = false;
   const std::unique_ptr<Backend> other = make_cuda_backend(0, per_group);
-  const int64_t K = 64, N = 20011, F = 10007;  // odd: the last row group is partial
+  // K8 = 129 vectors per row: one unrolled iteration (the preloaded one, on a warp's first row group) and a tail
+  // step; N and F odd: the last row group is partial.
+  const int64_t K = 1032, N = 20011, F = 10007;
   for (DType wt : {DType::F16, DType::BF16})
     for (int64_t T : {1, 3}) {
       const std::string what = std::string(dtype_name(wt)) + " T=" + std::to_string(T);
