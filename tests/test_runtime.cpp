@@ -1,8 +1,10 @@
 // Runtime tests: the cache's slot arithmetic and fixed footprint, chunk sizes, sampling, error paths.
 #include <gtest/gtest.h>
 
-#include <cmath>    // std::exp
+#include <algorithm>  // std::sort, std::min, std::max
+#include <cmath>    // std::exp, std::round
 #include <map>      // std::map
+#include <random>   // std::mt19937, std::normal_distribution
 #include <string>   // std::string
 #include <utility>  // std::pair
 #include <vector>   // std::vector
@@ -156,6 +158,72 @@ TEST(SampleToken, RespectsTopKTopPAndMinP) {
   EXPECT_EQ(pick(l, 1.0f, 2, 1.0f, 0.0f, 0.8), 3);
   // Temperature divides the logits first: at T = 0.01 the best candidate holds all the mass.
   EXPECT_EQ(pick(l, 0.01f, 0, 0.999f, 0.0f, kNearOne), 2);
+}
+
+// The rule written out the slow way (a full sort, then every sum as the rule states it), against sample_token's
+// fast path for a whole large vocabulary (the total in id order by blocks, only a prefix of the order sorted).
+int32_t rule_by_full_sort(const std::vector<float>& logits, const SampleParams& p, double u01) {
+  const int64_t V = int64_t(logits.size());
+  std::vector<std::pair<float, int32_t>> c(logits.size());
+  for (int64_t i = 0; i < V; ++i) c[size_t(i)] = {logits[size_t(i)] / p.temperature, int32_t(i)};
+  const std::vector<std::pair<float, int32_t>> by_id = c;
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  const int64_t k = p.top_k > 0 && p.top_k < V ? p.top_k : V;
+  c.resize(size_t(k));
+  std::vector<double> pr;
+  for (const auto& x : c) pr.push_back(std::exp(double(x.first - c[0].first)));
+  double total = 0;
+  if (k == V && V > kSampleSortedTotalMax) {
+    for (size_t b = 0; b < by_id.size(); b += kSampleTotalBlock) {
+      double s = 0;
+      for (size_t i = b; i < std::min(by_id.size(), b + kSampleTotalBlock); ++i)
+        s += std::exp(double(by_id[i].first - c[0].first));
+      total += s;
+    }
+  } else {
+    for (double x : pr) total += x;
+  }
+  size_t keep = c.size();
+  double acc = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (p.min_p > 0 && pr[i] < p.min_p * pr[0]) { keep = i; break; }
+    acc += pr[i] / total;
+    if (acc >= p.top_p) { keep = i + 1; break; }
+  }
+  keep = std::max<size_t>(keep, 1);
+  double kept = 0;
+  for (size_t i = 0; i < keep; ++i) kept += pr[i];
+  double x = u01 * kept;
+  for (size_t i = 0; i < keep; ++i) {
+    x -= pr[i];
+    if (x <= 0) return c[i].second;
+  }
+  return c[keep - 1].second;
+}
+
+TEST(SampleToken, WholeLargeVocabularyFollowsTheRuleWithoutAFullSort) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<std::pair<float, int32_t>> scratch;
+  for (int64_t V : {int64_t(1000), int64_t(1500), int64_t(49152)})
+    for (int row = 0; row < 3; ++row) {
+      std::vector<float> l(static_cast<size_t>(V));
+      for (auto& x : l) x = normal(rng);
+      if (row == 1)
+        for (auto& x : l) x = std::round(x * 4.0f) / 4.0f;  // many exact ties
+      if (row == 2) l[size_t(V / 3)] = 40.0f;              // one dominant token
+      for (float temperature : {0.7f, 1.3f})
+        for (float top_p : {0.5f, 0.9f, 0.95f, 1.0f})
+          for (float min_p : {0.0f, 0.05f})
+            for (double u01 : {0.0, 0.3, 0.77, 0.999999}) {
+              const SampleParams p{temperature, 0, top_p, min_p};
+              ASSERT_EQ(sample_token(l.data(), V, p, u01, scratch), rule_by_full_sort(l, p, u01))
+                  << "V " << V << " row " << row << " T " << temperature << " top_p " << top_p << " min_p "
+                  << min_p << " u01 " << u01;
+            }
+    }
 }
 
 TEST(Sampler, OnTheCpuBackendMatchesTheHostRow) {

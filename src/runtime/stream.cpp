@@ -144,22 +144,50 @@ int32_t sample_token(const float* logits, int64_t V, const SampleParams& p, doub
   auto before = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
-  if (k < V) {
-    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), before);
-    cand.resize(size_t(k));
-  } else {
-    std::sort(cand.begin(), cand.end(), before);
-  }
-  const float mx = cand[0].first;
+  std::vector<double> pr;
   double total = 0;
-  std::vector<double> pr(cand.size());
-  for (size_t i = 0; i < cand.size(); ++i) total += (pr[i] = std::exp(double(cand[i].first - mx)));
+  // `sorted` candidates are in the rule's order (a prefix of it while the whole vocabulary is kept).
+  size_t sorted = 0;
+  if (k < V || V <= kSampleSortedTotalMax) {
+    if (k < V) {
+      std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), before);
+      cand.resize(size_t(k));
+    } else {
+      std::sort(cand.begin(), cand.end(), before);
+    }
+    sorted = cand.size();
+    const float mx = cand[0].first;
+    pr.resize(cand.size());
+    for (size_t i = 0; i < cand.size(); ++i) total += (pr[i] = std::exp(double(cand[i].first - mx)));
+  } else {
+    // The whole (large) vocabulary: the total in id order, blocks of kSampleTotalBlock, without sorting; then only
+    // as much of the rule's order as the cuts below need (the top 64, 256, ... by partial sorts, whose prefixes
+    // are those of the full order since the order is strict).
+    float mx = cand[0].first;
+    for (const auto& c : cand) mx = std::max(mx, c.first);
+    for (size_t b = 0; b < cand.size(); b += kSampleTotalBlock) {
+      double s = 0;
+      for (size_t i = b; i < std::min(cand.size(), b + kSampleTotalBlock); ++i) s += std::exp(double(cand[i].first - mx));
+      total += s;
+    }
+  }
+  // Sorts (a prefix of) the candidates far enough to read position i, and returns p_i.
+  auto prob = [&](size_t i) {
+    if (i >= sorted) {
+      const size_t m = std::min(cand.size(), std::max<size_t>(64, 4 * sorted));
+      std::partial_sort(cand.begin() + std::ptrdiff_t(sorted), cand.begin() + std::ptrdiff_t(m), cand.end(), before);
+      for (size_t j = sorted; j < m; ++j) pr.push_back(std::exp(double(cand[j].first - cand[0].first)));
+      sorted = m;
+    }
+    return pr[i];
+  };
   // top-p: smallest prefix whose mass reaches top_p; min-p: drop tokens below min_p * p(best).
   size_t keep = cand.size();
   double acc = 0;
   for (size_t i = 0; i < cand.size(); ++i) {
-    if (p.min_p > 0 && pr[i] < p.min_p * pr[0]) { keep = i; break; }
-    acc += pr[i] / total;
+    const double pi = prob(i);
+    if (p.min_p > 0 && pi < p.min_p * pr[0]) { keep = i; break; }
+    acc += pi / total;
     if (acc >= p.top_p) { keep = i + 1; break; }
   }
   keep = std::max<size_t>(keep, 1);
