@@ -22,9 +22,12 @@ def main():
     a = ap.parse_args()
     if os.path.abspath(a.src) == os.path.abspath(a.dst):
         sys.exit("gguf_dequant: the output would overwrite the input")
-    r = GGUFReader(a.src)
-    arch = r.fields["general.architecture"].contents()
-    tmp = a.dst + ".part"
+    try:
+        r = GGUFReader(a.src)
+        arch = r.fields["general.architecture"].contents()
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"gguf_dequant: {a.src}: not a readable GGUF model file ({e})")
+    tmp = a.dst + ".part"  # written whole, then renamed: an interrupted run leaves no half file at dst
     w = GGUFWriter(tmp, arch)
     for key, f in r.fields.items():
         # The header counters are written by the writer, and so is the architecture.
