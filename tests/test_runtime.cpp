@@ -176,9 +176,10 @@ int32_t rule_by_full_sort(const std::vector<float>& logits, const SampleParams& 
   for (const auto& x : c) pr.push_back(std::exp(double(x.first - c[0].first)));
   double total = 0;
   if (k == V && V > kSampleSortedTotalMax) {
-    for (size_t b = 0; b < by_id.size(); b += kSampleTotalBlock) {
+    const size_t block = size_t(kSampleTotalBlock);
+    for (size_t b = 0; b < by_id.size(); b += block) {
       double s = 0;
-      for (size_t i = b; i < std::min(by_id.size(), b + kSampleTotalBlock); ++i)
+      for (size_t i = b; i < std::min(by_id.size(), b + block); ++i)
         s += std::exp(double(by_id[i].first - c[0].first));
       total += s;
     }

@@ -16,9 +16,14 @@
 // difference is the last bit of exp (CUDA's double exp is within 1 ulp, glibc's within 0.5): it can change a
 // result only when a cumulative sum lands within ~1e-16 (relative) of top_p or of x, i.e. never in practice.
 //
-// Not on the device (sample_supported() is false, the caller samples on the host): more than kMaxCand candidates,
-// i.e. top_k == 0 or top_k > kMaxCand with V > kMaxCand, where the host's order-dependent sums would need a full
-// sort of the row; rows longer than INT32_MAX; a temperature that is negative or NaN. Rows containing NaN are
+// The whole vocabulary (top_k == 0 or >= V, V > kMaxCand): the rule's total is then summed in id order by blocks of
+// kSampleTotalBlock (ops/backend.h), which one thread per block reproduces exactly, and only the sorted prefix
+// the cuts reach matters: the kernel sorts the top kMaxCand as above and answers when the top-p / min-p cut falls
+// inside them (any peaked distribution); otherwise it answers -1 and the caller samples on the host.
+//
+// Not on the device (sample_supported() is false, the caller samples on the host): kMaxCand < top_k < V, where the
+// host's order-dependent total would need a longer sorted prefix; a whole vocabulary above kThreads blocks
+// (262,144 ids); rows longer than INT32_MAX; a temperature that is negative or NaN. Rows containing NaN are
 // outside the contract on both sides.
 #include <cstdint>  // int64_t, int32_t, uint32_t, uint64_t
 
@@ -82,14 +87,17 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
 
 // ---- top-k, top-p, min-p ---------------------------------------------------------------------------------------
 
-// grid (1), block kThreads. logits: (V); k in [1, kMaxCand], k <= V; out: (1) the sampled id.
+// grid (1), block kThreads. logits: (V); k in [1, kMaxCand], k <= V; out: (1) the sampled id, or -1 when `whole`
+// (the rule keeps all V > kMaxCand ids and `k` = kMaxCand is only the sorted prefix held here) and the top-p /
+// min-p cut lies beyond that prefix: the caller then samples on the host.
 __global__ void __launch_bounds__(kThreads) topk_sample_kernel(const float* __restrict__ logits, int64_t V,
-                                                               float temperature, int k, float top_p, float min_p,
-                                                               double u01, int32_t* out) {
+                                                               float temperature, int k, bool whole, float top_p,
+                                                               float min_p, double u01, int32_t* out) {
   kernel_prologue();  // PDL: wait for the previous kernel (cuda_common.cuh)
   __shared__ uint32_t hist[256];
   __shared__ uint64_t cand[kMaxCand];  // packed (key, id), sorted descending
   __shared__ double prob[kMaxCand];    // p_i = exp(v_i - v_0)
+  __shared__ double block_total[kThreads];  // whole: the sum of each kSampleTotalBlock ids' p, in id order
   __shared__ int warp_count[kWarps];
   __shared__ int s_bin, s_rest, s_above;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -166,17 +174,34 @@ __global__ void __launch_bounds__(kThreads) topk_sample_kernel(const float* __re
 
   const float v0 = key_value(uint32_t(cand[0] >> 32));
   if (tid < k) prob[tid] = exp(double(key_value(uint32_t(cand[tid] >> 32)) - v0));
+  const int64_t n_blocks = whole ? (V + kSampleTotalBlock - 1) / kSampleTotalBlock : 0;  // <= kThreads
+  if (tid < n_blocks) {  // the whole vocabulary's total as the host sums it: each block in id order
+    double sum = 0;
+    const int64_t end = min(V, (tid + 1) * kSampleTotalBlock);
+    for (int64_t i = tid * kSampleTotalBlock; i < end; ++i)
+      sum += exp(double(__fdiv_rn(logits[i], temperature) - v0));
+    block_total[tid] = sum;
+  }
   __syncthreads();
   if (tid != 0) return;
   // The host's loops, operation for operation (runtime/stream.cpp, sample_token).
   double total = 0;
-  for (int i = 0; i < k; ++i) total += prob[i];
+  if (whole) {
+    for (int64_t b = 0; b < n_blocks; ++b) total += block_total[b];
+  } else {
+    for (int i = 0; i < k; ++i) total += prob[i];
+  }
   int keep = k;
+  bool cut = false;
   double acc = 0;
   for (int i = 0; i < k; ++i) {
-    if (min_p > 0 && prob[i] < double(min_p) * prob[0]) { keep = i; break; }
+    if (min_p > 0 && prob[i] < double(min_p) * prob[0]) { keep = i, cut = true; break; }
     acc += prob[i] / total;
-    if (acc >= double(top_p)) { keep = i + 1; break; }
+    if (acc >= double(top_p)) { keep = i + 1, cut = true; break; }
+  }
+  if (whole && !cut) {  // the cut lies past the sorted prefix held here
+    *out = -1;
+    return;
   }
   keep = keep > 1 ? keep : 1;
   double kept = 0;
@@ -192,18 +217,25 @@ __global__ void __launch_bounds__(kThreads) topk_sample_kernel(const float* __re
 
 }  // namespace
 
+// The rule keeps the whole vocabulary, larger than the sorted prefix held on the device, and its total (summed by
+// blocks of kSampleTotalBlock ids) fits one block sum per thread.
+bool whole_vocabulary(int64_t V, const SampleParams& p) {
+  return candidates(V, p.top_k) == V && V > kMaxCand && V <= int64_t(kThreads) * kSampleTotalBlock;
+}
+
 bool sample_supported(int64_t V, const SampleParams& p) {
   if (V < 1 || V > INT32_MAX) return false;
   if (p.temperature == 0.0f) return true;
-  return p.temperature > 0.0f && candidates(V, p.top_k) <= kMaxCand;
+  return p.temperature > 0.0f && (candidates(V, p.top_k) <= kMaxCand || whole_vocabulary(V, p));
 }
 
 void sample(const float* logits, int64_t V, const SampleParams& p, double u01, int32_t* out, Stream s) {
   if (p.temperature == 0.0f) {
     launch(argmax_kernel, 1, kThreads, 0, s, logits, V, out);
   } else {
-    launch(topk_sample_kernel, 1, kThreads, 0, s, logits, V, p.temperature, int(candidates(V, p.top_k)), p.top_p,
-                                              p.min_p, u01, out);
+    const bool whole = whole_vocabulary(V, p);
+    const int k = whole ? kMaxCand : int(candidates(V, p.top_k));
+    launch(topk_sample_kernel, 1, kThreads, 0, s, logits, V, p.temperature, k, whole, p.top_p, p.min_p, u01, out);
   }
   CUDA_CHECK(cudaGetLastError());
 }

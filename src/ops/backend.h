@@ -19,7 +19,11 @@ namespace sllm {
 enum class NormOp : uint8_t { RMS, Layer };
 enum class ActOp : uint8_t { GeluErf, GeluTanh, Relu };
 
-// The sampling rule's parameters (see sllm::sample_token in runtime/stream.h).
+// The sampling rule's parameters (see sllm::sample_token in runtime/stream.h). The rule's total over a whole
+// vocabulary larger than kSampleSortedTotalMax is summed in id order, by blocks of kSampleTotalBlock ids (each
+// block in order, then the block sums in order): the host and the device both do so.
+constexpr int64_t kSampleSortedTotalMax = 1024;
+constexpr int64_t kSampleTotalBlock = 256;
 struct SampleParams {
   float temperature = 0.8f;  // 0 = greedy
   int64_t top_k = 40;        // 0 = off

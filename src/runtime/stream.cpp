@@ -165,9 +165,10 @@ int32_t sample_token(const float* logits, int64_t V, const SampleParams& p, doub
     // are those of the full order since the order is strict).
     float mx = cand[0].first;
     for (const auto& c : cand) mx = std::max(mx, c.first);
-    for (size_t b = 0; b < cand.size(); b += kSampleTotalBlock) {
+    const size_t block = size_t(kSampleTotalBlock);
+    for (size_t b = 0; b < cand.size(); b += block) {
       double s = 0;
-      for (size_t i = b; i < std::min(cand.size(), b + kSampleTotalBlock); ++i) s += std::exp(double(cand[i].first - mx));
+      for (size_t i = b; i < std::min(cand.size(), b + block); ++i) s += std::exp(double(cand[i].first - mx));
       total += s;
     }
   }

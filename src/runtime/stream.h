@@ -86,12 +86,10 @@ SampleParams sample_params(const SamplerOptions& o);
 //   p_i < min_p * p_0 (at least one candidate is kept). With `kept` the sum of the kept p_i, x = u01 * kept walks
 //   the kept candidates subtracting p_i and returns the first one where x <= 0 (the last kept one if rounding
 //   leaves x > 0). `total` sums the p_i in the order above; when top-k keeps a whole vocabulary larger than
-//   kSampleSortedTotalMax, in id order instead, in blocks of kSampleTotalBlock ids (each block summed, the block
-//   sums added in order), so that only the prefix the cuts reach needs sorting (a full sort of 50K-150K candidates
-//   per token cost a third of a CPU decode step).
+//   kSampleSortedTotalMax (ops/backend.h), in id order instead, by blocks of kSampleTotalBlock ids (each block
+//   summed, the block sums added in order), so that only the prefix the cuts reach needs sorting (a full sort of
+//   50K-150K candidates per token cost a third of a CPU decode step).
 // logits: (V); u01 in [0, 1); parameters as Sampler checks them. `scratch` is reused storage for the candidates.
-constexpr int64_t kSampleSortedTotalMax = 1024;
-constexpr size_t kSampleTotalBlock = 256;
 int32_t sample_token(const float* logits, int64_t V, const SampleParams& p, double u01,
                      std::vector<std::pair<float, int32_t>>& scratch);
 

@@ -5,8 +5,8 @@
 // Rows: fresh random logits at vocabulary sizes of real models, rows with many exact ties (quantised values, an
 // all-equal row, +0 / -0 mixed in), and a row with one huge maximum. Parameters: greedy, and temperature 0.8 with
 // top_k in {0, 1, 40, 1024} x top_p in {0.9, 1} x min_p in {0, 0.05}, each at u01 in {0, 0.3, 0.999999}. top_k = 0
-// over more than 1024 ids is outside the device's limits: the backend must say so (-1) and Sampler must still give
-// the host's answer by copying the row back.
+// over more than 1024 ids is answered on the device when the cut falls inside its sorted top 1024, else the backend
+// says -1; between 1024 and the vocabulary it is always -1; Sampler must give the host's answer either way.
 //
 // Every test skips at run time when no CUDA device is visible (a CUDA build on a machine without a GPU).
 #include <gtest/gtest.h>  // TEST_F, EXPECT_*, ASSERT_*, GTEST_SKIP, SCOPED_TRACE
@@ -83,6 +83,7 @@ std::vector<SampleParams> grid() {
 
 TEST_F(CudaSamplingTest, PicksTheHostsToken) {
   std::vector<std::pair<float, int32_t>> scratch;
+  int whole_on_device = 0, whole_on_host = 0;
   for (int64_t V : {1000, 32000, 50304, 151936}) {
     for (const Row& row : rows(V)) {
       const Dev d = upload(*gpu_, row.logits);
@@ -91,8 +92,19 @@ TEST_F(CudaSamplingTest, PicksTheHostsToken) {
           SCOPED_TRACE("V=" + std::to_string(V) + " " + row.name + " " + describe(p, u01));
           const int32_t got = gpu_->sample(d.as<float>(), V, p, u01);
           if (p.temperature > 0 && p.top_k == 0 && V > 1024) {
-            EXPECT_EQ(got, -1);  // over the device's candidate limit
-            continue;
+            // The whole vocabulary: answered on the device when the cut falls inside its sorted top 1024, else
+            // -1 (the caller samples on the host). A dominant token is always inside; a flat row never is.
+            if (row.name == "huge max") {
+              EXPECT_NE(got, -1);
+            }
+            if (row.name == "all equal") {
+              EXPECT_EQ(got, -1);
+            }
+            if (got == -1) {
+              ++whole_on_host;
+              continue;
+            }
+            ++whole_on_device;
           }
           ASSERT_EQ(got, sample_token(row.logits.data(), V, p, u01, scratch));
           if (p.temperature == 0) break;  // greedy ignores u01
@@ -100,22 +112,35 @@ TEST_F(CudaSamplingTest, PicksTheHostsToken) {
       }
     }
   }
+  EXPECT_GT(whole_on_device, 0);
+  EXPECT_GT(whole_on_host, 0);
 }
 
 TEST_F(CudaSamplingTest, SamplerFallsBackToTheHostBeyondTheLimits) {
   const int64_t V = 32000;
-  const std::vector<float> l = rows(V)[1].logits;  // quantised: ties decide the order
-  const Dev d = upload(*gpu_, l);
-  for (int64_t top_k : {0, 40}) {  // 0: all 32000 candidates, on the host; 40: on the device
-    SCOPED_TRACE("top_k=" + std::to_string(top_k));
-    SamplerOptions o;
-    o.temperature = 0.8f;
-    o.top_k = top_k;
-    o.top_p = 0.95f;
-    o.seed = 11;
-    EXPECT_EQ(gpu_->sample(d.as<float>(), V, sample_params(o), 0.5) == -1, top_k == 0);
-    Sampler on_gpu(o), on_host(o);
-    for (int i = 0; i < 50; ++i) ASSERT_EQ(on_gpu.sample(*gpu_, d.as<float>(), V), on_host.sample(l.data(), V)) << i;
+  const std::vector<Row> r = rows(V);
+  // quantised (ties decide the order) and all equal (a top-p cut far past the device's sorted top 1024).
+  for (const Row* row : {&r[1], &r[3]}) {
+    const Dev d = upload(*gpu_, row->logits);
+    // 0: the whole vocabulary (on the device when its cut is in the top 1024); 40: on the device; 2000: on the
+    // host (more candidates than the device sorts, fewer than the vocabulary).
+    for (int64_t top_k : {0, 40, 2000}) {
+      SCOPED_TRACE(row->name + " top_k=" + std::to_string(top_k));
+      SamplerOptions o;
+      o.temperature = 0.8f;
+      o.top_k = top_k;
+      o.top_p = 0.95f;
+      o.seed = 11;
+      const int32_t direct = gpu_->sample(d.as<float>(), V, sample_params(o), 0.5);
+      if (top_k == 40) {
+        EXPECT_NE(direct, -1);
+      } else if (top_k == 2000 || row == &r[3]) {
+        EXPECT_EQ(direct, -1);
+      }
+      Sampler on_gpu(o), on_host(o);
+      for (int i = 0; i < 50; ++i)
+        ASSERT_EQ(on_gpu.sample(*gpu_, d.as<float>(), V), on_host.sample(row->logits.data(), V)) << i;
+    }
   }
 }
 
