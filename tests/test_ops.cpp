@@ -115,6 +115,41 @@ TEST(Ops, AlibiSlopesFollowMpt) {
   for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(s6[size_t(i)], float(want[i]));
 }
 
+// The paper's definition of streaming attention for query token t and head h: the admitted keys listed explicitly
+// (sinks 0..S-1 and tokens t-R..t, in cache order), scores with ALiBi at the in-cache distance when `slopes`, an
+// extra denominator logit when `extra`, a plain softmax in double. K, V: (tokens, Hkv, hd); Qa, Qs: (tokens, H, hd).
+std::vector<double> attention_by_definition(const cpu::AttnGeometry& g, const std::vector<float>& K,
+                                            const std::vector<float>& V, const std::vector<float>& Qa,
+                                            const std::vector<float>& Qs, const float* slopes, const float* extra,
+                                            double scale, int64_t t, int64_t h) {
+  const int64_t H = g.n_heads, Hkv = g.n_kv_heads, hd = g.head_dim, kv = h / (H / Hkv);
+  std::vector<int64_t> keys;
+  for (int64_t a = 0; a <= t; ++a)
+    if (a < g.sinks || a >= t - g.window) keys.push_back(a);
+  const int64_t len = int64_t(keys.size());
+  std::vector<double> sc;
+  double mx = extra ? double(extra[h]) : -1e300;
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t a = keys[size_t(j)];
+    const float* q = (a < g.sinks ? &Qs[0] : &Qa[0]) + (t * H + h) * hd;
+    double s = 0;
+    for (int64_t d = 0; d < hd; ++d) s += double(q[d]) * K[size_t((a * Hkv + kv) * hd + d)];
+    s *= scale;
+    if (slopes) s -= slopes[h] * double(len - 1 - j);  // in-cache distance
+    sc.push_back(s);
+    mx = std::max(mx, s);
+  }
+  double den = extra ? std::exp(extra[h] - mx) : 0.0;
+  for (auto& s : sc) den += (s = std::exp(s - mx));
+  std::vector<double> out(size_t(hd), 0.0);
+  for (int64_t d = 0; d < hd; ++d) {
+    for (int64_t j = 0; j < len; ++j)
+      out[size_t(d)] += sc[size_t(j)] * V[size_t((keys[size_t(j)] * Hkv + kv) * hd + d)];
+    out[size_t(d)] /= den;
+  }
+  return out;
+}
+
 // Streaming attention against a direct implementation of the paper's definition: for each query, build the list of
 // admitted (key, value, in-cache distance) explicitly, apply RoPE-free scores with ALiBi and a plain softmax.
 // The kernel reads a ring buffer that has wrapped several times, GQA, sinks, and an extra denominator logit.
@@ -146,31 +181,10 @@ TEST(Ops, StreamingAttentionMatchesDefinition) {
       for (int64_t i = 0; i < T; ++i) {
         const int64_t t = t0 + i;
         for (int64_t h = 0; h < H; ++h) {
-          const int64_t kv = h / (H / Hkv);
-          // Admitted keys by definition: sinks 0..S-1 and tokens t-R..t; cache order = sinks, then oldest to newest.
-          std::vector<int64_t> keys;
-          for (int64_t a = 0; a <= t; ++a)
-            if (a < g.sinks || a >= t - g.window) keys.push_back(a);
-          const int64_t len = int64_t(keys.size());
-          std::vector<double> sc;
-          double mx = extra[size_t(h)];
-          for (int64_t j = 0; j < len; ++j) {
-            const int64_t a = keys[size_t(j)];
-            const float* q = (a < g.sinks ? &Qs[0] : &Qa[0]) + (t * H + h) * hd;
-            double s = 0;
-            for (int64_t d = 0; d < hd; ++d) s += double(q[d]) * K[size_t((a * Hkv + kv) * hd + d)];
-            s *= 0.3;
-            if (with_alibi) s -= slopes[size_t(h)] * double(len - 1 - j);  // in-cache distance
-            sc.push_back(s);
-            mx = std::max(mx, s);
-          }
-          double den = std::exp(extra[size_t(h)] - mx);
-          for (auto& s : sc) den += (s = std::exp(s - mx));
-          for (int64_t d = 0; d < hd; ++d) {
-            double o = 0;
-            for (int64_t j = 0; j < len; ++j) o += sc[size_t(j)] * V[size_t((keys[size_t(j)] * Hkv + kv) * hd + d)];
-            ASSERT_NEAR(out[size_t((i * H + h) * hd + d)], o / den, 2e-5) << "t=" << t << " h=" << h;
-          }
+          const std::vector<double> want = attention_by_definition(
+              g, K, V, Qa, Qs, with_alibi ? slopes.data() : nullptr, extra.data(), 0.3, t, h);
+          for (int64_t d = 0; d < hd; ++d)
+            ASSERT_NEAR(out[size_t((i * H + h) * hd + d)], want[size_t(d)], 2e-5) << "t=" << t << " h=" << h;
         }
       }
       t0 += T;
@@ -220,32 +234,11 @@ TEST(Ops, StreamingAttentionMatchesDefinitionForSimdHeadSizes) {
           const int64_t t = t0 + i;
           if (t % 37 != 0 && t != N - 1 && t != 305 && t != 306) continue;
           for (int64_t h = 0; h < H; ++h) {
-            const int64_t kv = h / (H / Hkv);
-            std::vector<int64_t> keys;
-            for (int64_t a = 0; a <= t; ++a)
-              if (a < g.sinks || a >= t - g.window) keys.push_back(a);
-            const int64_t len = int64_t(keys.size());
-            std::vector<double> sc;
-            double mx = hd == 80 ? double(extra[size_t(h)]) : -1e300;
-            for (int64_t jj = 0; jj < len; ++jj) {
-              const int64_t a = keys[size_t(jj)];
-              const float* q = (a < g.sinks ? &Qs[0] : &Qa[0]) + (t * H + h) * hd;
-              double sv = 0;
-              for (int64_t d = 0; d < hd; ++d) sv += double(q[d]) * K[size_t((a * Hkv + kv) * hd + d)];
-              sv *= 0.125;
-              if (with_alibi) sv -= slopes[size_t(h)] * double(len - 1 - jj);
-              sc.push_back(sv);
-              mx = std::max(mx, sv);
-            }
-            double den = hd == 80 ? std::exp(extra[size_t(h)] - mx) : 0.0;
-            for (auto& x : sc) den += (x = std::exp(x - mx));
-            for (int64_t d = 0; d < hd; ++d) {
-              double o = 0;
-              for (int64_t jj = 0; jj < len; ++jj)
-                o += sc[size_t(jj)] * V[size_t((keys[size_t(jj)] * Hkv + kv) * hd + d)];
-              ASSERT_NEAR(out[size_t((i * H + h) * hd + d)], o / den, 2e-5)
+            const std::vector<double> want = attention_by_definition(
+                g, K, V, Qa, Qs, with_alibi ? slopes.data() : nullptr, hd == 80 ? extra.data() : nullptr, 0.125, t, h);
+            for (int64_t d = 0; d < hd; ++d)
+              ASSERT_NEAR(out[size_t((i * H + h) * hd + d)], want[size_t(d)], 2e-5)
                   << "hd " << hd << (f16 ? " f16" : " f32") << " t=" << t << " h=" << h << " d=" << d;
-            }
           }
         }
         t0 += T;
