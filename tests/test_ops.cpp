@@ -192,22 +192,23 @@ TEST(Ops, StreamingAttentionMatchesDefinition) {
   }
 }
 
-// The same definition for the head sizes of the AVX-512 kernel (32..128), with windows long enough for several key
-// blocks of 16, partial blocks, key-range splits at decode and a grouped query (3 heads per KV head), for an f32
-// and an f16 cache (whose reference uses the f16-rounded keys and values).
+// The same definition for the head sizes of the AVX-512 kernels (32..128), with windows long enough for several key
+// blocks of 16, partial blocks, key-range splits at decode, grouped queries (3 heads per KV head) and multi-head
+// attention (one), for an f32 and an f16 cache (whose reference uses the f16-rounded keys and values).
 TEST(Ops, StreamingAttentionMatchesDefinitionForSimdHeadSizes) {
   for (int64_t hd : {32, 64, 80, 96, 128})
-    for (bool f16 : {false, true}) {
+    for (bool f16 : {false, true})
+    for (int64_t Hkv : {2, 4}) {  // grouped (3 query heads per KV head: the group kernel) and multi-head
       cpu::AttnGeometry g;
-      g.n_heads = 6;
-      g.n_kv_heads = 2;
+      g.n_heads = Hkv == 2 ? 6 : 4;
+      g.n_kv_heads = Hkv;
       g.head_dim = hd;
       g.sinks = 4;
       g.window = 300;
       g.ring = 300 + 8;
       g.capacity = g.sinks + g.ring;
       g.kv_f16 = f16;
-      const int64_t H = g.n_heads, Hkv = g.n_kv_heads, N = 700;
+      const int64_t H = g.n_heads, N = 700;
       auto K = randv(size_t(N * Hkv * hd), 31), V = randv(size_t(N * Hkv * hd), 32);
       auto Qa = randv(size_t(N * H * hd), 33), Qs = randv(size_t(N * H * hd), 34), extra = randv(size_t(H), 35);
       for (auto* a : {&Qa, &Qs})
@@ -238,7 +239,7 @@ TEST(Ops, StreamingAttentionMatchesDefinitionForSimdHeadSizes) {
                 g, K, V, Qa, Qs, with_alibi ? slopes.data() : nullptr, hd == 80 ? extra.data() : nullptr, 0.125, t, h);
             for (int64_t d = 0; d < hd; ++d)
               ASSERT_NEAR(out[size_t((i * H + h) * hd + d)], want[size_t(d)], 2e-5)
-                  << "hd " << hd << (f16 ? " f16" : " f32") << " t=" << t << " h=" << h << " d=" << d;
+                  << "hd " << hd << (f16 ? " f16" : " f32") << " Hkv " << Hkv << " t=" << t << " h=" << h << " d=" << d;
           }
         }
         t0 += T;

@@ -122,6 +122,19 @@ inline __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// r[i] = exp(r[i] - m) for i < n; returns their sum.
+inline float exp_in_place(float* r, int64_t n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 l = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1u);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + i), mv));
+    _mm512_mask_storeu_ps(r + i, k, e);
+    l = _mm512_mask_add_ps(l, k, l, e);
+  }
+  return _mm512_reduce_add_ps(l);
+}
+
 // Row i of the result holds sum(v[i]) for 16 vectors v[0..15]: a transpose-and-add tree (45 instructions for 16
 // sums, where 16 horizontal reductions take ~130).
 inline __m512 hsum16(const __m512 (&v)[16]) {
@@ -139,6 +152,63 @@ inline __m512 hsum16(const __m512 (&v)[16]) {
                        _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+// out[h] = sum_i w[h][i] V_{slot[i]} for HB heads (w: HB rows of n weights, stride n; out: HB rows of 16 * NC):
+// each V row is loaded (and converted) once and added into every head's NC accumulators.
+template <int NC, int HB, class KT>
+void weighted_v(const KT* V, const int32_t* slot, int64_t n, const float* w, float* out) {
+  constexpr int64_t hd = 16 * NC;
+  __m512 o[HB][NC];
+  for (int h = 0; h < HB; ++h)
+    for (int c = 0; c < NC; ++c) o[h][c] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const KT* vr = V + int64_t(slot[i]) * hd;
+    __m512 wi[HB];
+    for (int h = 0; h < HB; ++h) wi[h] = _mm512_set1_ps(w[h * n + i]);
+    for (int c = 0; c < NC; ++c) {
+      const __m512 v = load16(vr + 16 * c);
+      for (int h = 0; h < HB; ++h) o[h][c] = _mm512_fmadd_ps(wi[h], v, o[h][c]);
+    }
+  }
+  for (int h = 0; h < HB; ++h)
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + h * hd + 16 * c, o[h][c]);
+}
+
+// One query head per KV head (multi-head attention): nothing to share between heads, and streaming each K row
+// straight into its dot product (a horizontal sum per key) reads the cache ~15% faster than the blocked group
+// kernel below (bench_attention, Llama-2-7B shape, one thread). `sc`: n scores.
+template <int NC, class KT>
+void attend_one_head_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
+                            const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
+  constexpr int64_t hd = 16 * NC;
+  const int64_t n = k1 - k0;
+  __m512 qa[NC], qs[NC];
+  for (int c = 0; c < NC; ++c) {
+    qa[c] = _mm512_loadu_ps(j.qa[0] + 16 * c);
+    qs[c] = _mm512_loadu_ps(j.qs[0] + 16 * c);
+  }
+  float m = -INFINITY;
+  for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t dist, bool sink) {
+    const KT* kr = K + slot * hd;
+    const __m512* q = sink ? qs : qa;
+    __m512 acc = _mm512_mul_ps(q[0], load16(kr));
+    for (int c = 1; c < NC; ++c) acc = _mm512_fmadd_ps(q[c], load16(kr + 16 * c), acc);
+    float s = _mm512_reduce_add_ps(acc) * scale;
+    if (alibi) s -= j.slope[0] * float(dist);
+    sc[i] = s;
+    m = std::max(m, s);
+  });
+  p.m[0] = m;
+  p.l[0] = exp_in_place(sc, n, m);
+  __m512 o[NC];
+  for (int c = 0; c < NC; ++c) o[c] = _mm512_setzero_ps();
+  for_keys(t, k0, k1, g, [&](int64_t i, int64_t slot, int64_t, bool) {
+    const KT* vr = V + slot * hd;
+    const __m512 w = _mm512_set1_ps(sc[i]);
+    for (int c = 0; c < NC; ++c) o[c] = _mm512_fmadd_ps(w, load16(vr + 16 * c), o[c]);
+  });
+  for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + 16 * c, o[c]);
+}
+
 // head_dim = 16 * NC: one K/V row is NC zmm registers. KT: the cache element (float or IEEE half). `sc` holds
 // j.ng * n scores, then n slots and n distances (n = k1 - k0).
 //   Scores: keys in blocks of 16; each K row is read (and converted from half) once per block into f32, then every
@@ -148,7 +218,7 @@ template <int NC, class KT>
 void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                          const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
   constexpr int64_t hd = 16 * NC;
-  constexpr int HB = NC <= 4 ? 4 : 2;  // heads per pass over V: HB * NC accumulators + NC for the V row
+  constexpr int HB = NC <= 4 ? 4 : 3;  // heads per pass over V: HB * NC accumulators, HB weights, one V vector
   const int64_t n = k1 - k0;
   const int ng = j.ng;
   int32_t* slot = reinterpret_cast<int32_t*>(sc + ng * n);
@@ -205,36 +275,21 @@ void attend_range_avx512(const Job& j, int64_t t, int64_t k0, int64_t k1, const 
   }
   // Exponentials and their sums.
   for (int h = 0; h < ng; ++h) {
-    float* r = sc + h * n;
-    const __m512 mh = _mm512_set1_ps(m[h]);
-    __m512 l = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1u);
-      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + i), mh));
-      _mm512_mask_storeu_ps(r + i, k, e);
-      l = _mm512_mask_add_ps(l, k, l, e);
-    }
     p.m[h] = m[h];
-    p.l[h] = _mm512_reduce_add_ps(l);
+    p.l[h] = exp_in_place(sc + h * n, n, m[h]);
   }
-  // Weighted sums of the V rows, HB heads at a time.
-  for (int h0 = 0; h0 < ng; h0 += HB) {
+  // Weighted sums of the V rows, up to HB heads per pass over V (each pass exactly as many heads as it has).
+  for (int h0 = 0; h0 < ng;) {
     const int hb = std::min(HB, ng - h0);
-    __m512 o[HB][NC];
-    for (int h = 0; h < HB; ++h)
-      for (int c = 0; c < NC; ++c) o[h][c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; ++i) {
-      const KT* vr = V + int64_t(slot[i]) * hd;
-      __m512 v[NC];
-      for (int c = 0; c < NC; ++c) v[c] = load16(vr + 16 * c);
-      for (int h = 0; h < HB; ++h) {
-        if (h >= hb) break;
-        const __m512 w = _mm512_set1_ps(sc[(h0 + h) * n + i]);
-        for (int c = 0; c < NC; ++c) o[h][c] = _mm512_fmadd_ps(w, v[c], o[h][c]);
-      }
+    const float* w = sc + h0 * n;
+    float* o = out + h0 * hd;
+    switch (hb) {
+      case 1: weighted_v<NC, 1>(V, slot, n, w, o); break;
+      case 2: weighted_v<NC, 2>(V, slot, n, w, o); break;
+      case 3: weighted_v<NC, 3>(V, slot, n, w, o); break;
+      default: weighted_v<NC, HB>(V, slot, n, w, o); break;
     }
-    for (int h = 0; h < hb; ++h)
-      for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + (h0 + h) * hd + 16 * c, o[h][c]);
+    h0 += hb;
   }
 }
 #endif
@@ -280,6 +335,16 @@ template <class KT>
 void attend_range(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                   const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
 #if defined(__AVX512F__)
+  if (j.ng == 1) {
+    switch (g.head_dim) {
+      case 32: return attend_one_head_avx512<2>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+      case 64: return attend_one_head_avx512<4>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+      case 80: return attend_one_head_avx512<5>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+      case 96: return attend_one_head_avx512<6>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+      case 128: return attend_one_head_avx512<8>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+      default: break;
+    }
+  }
   switch (g.head_dim) {
     case 32: return attend_range_avx512<2>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
     case 64: return attend_range_avx512<4>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
