@@ -16,7 +16,7 @@
 #include <cstring>    // std::memcpy
 #include <immintrin.h>  // AVX-512 intrinsics
 #include <omp.h>      // omp_get_max_threads
-#include <type_traits>  // std::is_same_v
+#include <type_traits>  // std::is_same_v, std::integral_constant
 #include <vector>     // std::vector
 
 #include "cpu/kernels.h"
@@ -335,22 +335,20 @@ template <class KT>
 void attend_range(const Job& j, int64_t t, int64_t k0, int64_t k1, const KT* K, const KT* V,
                   const AttnGeometry& g, float scale, bool alibi, float* out, Partial& p, float* sc) {
 #if defined(__AVX512F__)
-  if (j.ng == 1) {
-    switch (g.head_dim) {
-      case 32: return attend_one_head_avx512<2>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-      case 64: return attend_one_head_avx512<4>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-      case 80: return attend_one_head_avx512<5>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-      case 96: return attend_one_head_avx512<6>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-      case 128: return attend_one_head_avx512<8>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-      default: break;
-    }
-  }
+  // head_dim = 16 * NC for the sizes with a SIMD kernel: one query head per KV head, or a group.
+  auto simd = [&](auto nc) {
+    constexpr int NC = decltype(nc)::value;
+    if (j.ng == 1)
+      attend_one_head_avx512<NC>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+    else
+      attend_range_avx512<NC>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+  };
   switch (g.head_dim) {
-    case 32: return attend_range_avx512<2>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-    case 64: return attend_range_avx512<4>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-    case 80: return attend_range_avx512<5>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-    case 96: return attend_range_avx512<6>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
-    case 128: return attend_range_avx512<8>(j, t, k0, k1, K, V, g, scale, alibi, out, p, sc);
+    case 32: return simd(std::integral_constant<int, 2>{});
+    case 64: return simd(std::integral_constant<int, 4>{});
+    case 80: return simd(std::integral_constant<int, 5>{});
+    case 96: return simd(std::integral_constant<int, 6>{});
+    case 128: return simd(std::integral_constant<int, 8>{});
     default: break;
   }
 #endif
