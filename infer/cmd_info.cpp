@@ -39,7 +39,7 @@ void register_info(CLI::App& app) {
                                                   : "plain softmax");
     std::printf("vocab        %lld%s\n", (long long)c.vocab_size, c.tied_head ? " (tied head)" : "");
     std::printf("trained ctx  %lld\n", (long long)c.max_positions);
-    std::printf("weights      %s, %s\n", dtype_name(l.model.storage), human_bytes(double(l.model.weight_bytes())).c_str());
+    std::printf("weights      %s, %s\n", l.model.weight_dtypes_str().c_str(), human_bytes(double(l.model.weight_bytes())).c_str());
     std::printf("tokenizer    %s\n", l.tok ? ("tokenizer.json, " + std::to_string(l.tok->vocab_size()) + " tokens").c_str() : "none");
   });
 }

@@ -29,7 +29,10 @@ void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("-m,--model", a.model,
                  "Model: a Hugging Face directory (config.json + safetensors), a .gguf or a streamllm .h5 file")
       ->required();
-  app.add_option("--dtype", a.dtype, "Store weights as f32, f16 or bf16 (default: as in the file)");
+  app.add_option("--dtype", a.dtype,
+                 "Store weight matrices as f32, f16, bf16, q8_0, q4_0 or q4_1 (block formats quantised as llama.cpp "
+                 "does; the CPU reads them as they are, a GPU as f16) (default: as in the file, GGUF blocks included)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"}));
   app.add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own")
       ->check(CLI::ExistingFile);
   app.add_option("-t,--threads", a.threads,

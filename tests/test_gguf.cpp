@@ -19,8 +19,10 @@
 #include <fstream>            // std::ifstream, std::ofstream
 #include <nlohmann/json.hpp>  // nlohmann::json
 #include <random>             // std::mt19937
+#include <set>                // std::set
 #include <sstream>            // std::stringstream
 #include <string>             // std::string
+#include <tuple>              // std::tuple, std::get
 #include <vector>             // std::vector
 
 #include "core/dtype.h"           // f32_to_f16, f32_to_bf16
@@ -684,17 +686,34 @@ void expect_tokens_match(const Tokenizer& tok, const json& cases, const std::str
   }
 }
 
-class TinyFixture : public ::testing::TestWithParam<std::string> {};
+// A weight matrix as f32 values (block formats dequantised).
+std::vector<float> f32_values(const Tensor& t) {
+  std::vector<float> v(size_t(t.numel()));
+  to_f32(t.data, t.dtype, v.size(), v.data());
+  return v;
+}
+
+// (fixture, dtype to load as: "" keeps the file's types, block formats included)
+class TinyFixture : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(TinyFixture, MatchesTransformers) {
-  const std::string name = GetParam();
-  ModelBundle b = load_gguf(kFix + name + ".gguf", {});
+  const std::string name = std::get<0>(GetParam()), as = std::get<1>(GetParam());
+  LoadOptions lo;
+  if (!as.empty()) lo.dtype = parse_dtype(as);
+  ModelBundle b = load_gguf(kFix + name + ".gguf", lo);
   const json g = json::parse(read_file(kFix + name + ".golden.json"));
   auto st = SafetensorsArchive::open(kFix + name + ".golden.safetensors");
   EXPECT_EQ(b.format, ModelFormat::GGUF);
   EXPECT_FALSE(b.chat_template.empty());
   EXPECT_EQ(b.model.cfg.tied_head, name == "tiny_bpe");
-  EXPECT_EQ(b.model.storage, DType::F32);
+  if (as.empty()) {  // the fixtures hold every tensor type; each matrix keeps its file's type (blocks stay blocks)
+    std::set<DType> kept;
+    for (const LayerWeights& L : b.model.w.layers)
+      for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) kept.insert(t->dtype);
+    for (DType d : {DType::Q8_0, DType::Q4_0, DType::Q4_1}) EXPECT_TRUE(kept.count(d)) << dtype_name(d);
+  } else {
+    EXPECT_EQ(b.model.storage, DType::F32);
+  }
 
   // Tokenizer: ids and decodes identical to transformers' tokenizer built from the same metadata.
   ASSERT_TRUE(b.tok.has_value());
@@ -711,7 +730,8 @@ TEST_P(TinyFixture, MatchesTransformers) {
                                {"k_proj0", &b.model.w.layers[0].wk}}) {
     const auto ref = floats_of(st, key);
     ASSERT_EQ(size_t(t->numel()), ref.size()) << key;
-    for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(t->as<float>()[i], ref[i]) << key << " element " << i;
+    const std::vector<float> got = f32_values(*t);
+    for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(got[i], ref[i]) << key << " element " << i;
   }
 
   // Logits of the prompt.
@@ -730,14 +750,20 @@ TEST_P(TinyFixture, MatchesTransformers) {
   EXPECT_LT(max_err, 2e-4 * std::max(1.0, max_ref)) << "max |ref| " << max_ref;
 }
 
-INSTANTIATE_TEST_SUITE_P(Gguf, TinyFixture, ::testing::Values("tiny_spm", "tiny_bpe"));
+INSTANTIATE_TEST_SUITE_P(Gguf, TinyFixture,
+                         ::testing::Combine(::testing::Values("tiny_spm", "tiny_bpe"), ::testing::Values("", "f32")));
 
 // ==== The real SmolLM2-135M-Instruct Q4_1 (only when fetched) ====
 
-TEST(GgufSmolLM2, MatchesTransformers) {
+// Run twice: with the file's Q4_1 / Q8_0 blocks kept (the default) and with every matrix dequantised to f32.
+class GgufSmolLM2 : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GgufSmolLM2, MatchesTransformers) {
   if (!std::filesystem::exists(kSmol)) GTEST_SKIP() << kSmol << " not found (scripts/fetch-smollm2.sh fetches it)";
   const json ref = json::parse(read_file(kFix + "smollm2.reference.json"));
-  ModelBundle b = load_gguf(kSmol, {});
+  LoadOptions lo;
+  if (!GetParam().empty()) lo.dtype = parse_dtype(GetParam());
+  ModelBundle b = load_gguf(kSmol, lo);
   const ModelConfig& c = b.model.cfg;
   EXPECT_EQ(c.hidden, 576);
   EXPECT_EQ(c.n_layers, 30);
@@ -752,12 +778,17 @@ TEST(GgufSmolLM2, MatchesTransformers) {
   EXPECT_FALSE(ref["add_bos"].get<bool>());
   EXPECT_EQ(b.tok->encode("Hi", true), b.tok->encode("Hi", false));  // add_bos_token is false in this file
 
+  EXPECT_EQ(b.model.w.layers[0].wq.dtype, GetParam().empty() ? DType::Q4_1 : DType::F32);
+  EXPECT_EQ(b.model.w.embed.dtype, GetParam().empty() ? DType::Q8_0 : DType::F32);
+
   // Exact dequantised weights (Q4_1), un-permuted.
   for (const auto& [key, t] : {std::pair<std::string, const Tensor*>{"q_proj0_rows", &b.model.w.layers[0].wq},
-                               {"k_proj0_rows", &b.model.w.layers[0].wk}})
+                               {"k_proj0_rows", &b.model.w.layers[0].wk}}) {
+    const std::vector<float> w = f32_values(*t);
     for (const auto& [row, vals] : ref[key].items())
       for (size_t j = 0; j < vals.size(); ++j)
-        EXPECT_EQ(t->as<float>()[size_t(std::stoll(row)) * 576 + j], vals[j].get<float>()) << key << " " << row;
+        EXPECT_EQ(w[size_t(std::stoll(row)) * 576 + j], vals[j].get<float>()) << key << " " << row;
+  }
 
   // Logits of the prompt at the probe ids, and the log-sum-exp and argmax of every position.
   const auto ids = ref["prompt_ids"].get<std::vector<int32_t>>();
@@ -784,9 +815,11 @@ TEST(GgufSmolLM2, MatchesTransformers) {
   EXPECT_LT(max_err, 2e-3) << "max |logit - transformers|";
   EXPECT_LT(max_lse, 2e-3) << "max |logsumexp - transformers|";
   RecordProperty("max_logit_err", std::to_string(max_err));
-  std::printf("[ smollm2  ] max |logit diff| %.3g, max |logsumexp diff| %.3g over %lld positions\n", max_err, max_lse,
-              (long long)T);
+  std::printf("[ smollm2  ] weights %s: max |logit diff| %.3g, max |logsumexp diff| %.3g over %lld positions\n",
+              GetParam().empty() ? "as in the file" : GetParam().c_str(), max_err, max_lse, (long long)T);
 }
+
+INSTANTIATE_TEST_SUITE_P(Gguf, GgufSmolLM2, ::testing::Values("", "f32"));
 
 }  // namespace
 }  // namespace sllm

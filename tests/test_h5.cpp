@@ -189,6 +189,30 @@ TEST(H5, GgufConverts) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 
+// Block formats are stored as they are (opaque blocks tagged with the format), read back bit for bit (memory-mapped),
+// and run to the same logits; an HF model quantised at save time equals one quantised at load time.
+TEST(H5, BlockFormatsRoundTrip) {
+  TempDir d;
+  const ModelBundle src = load_bundle(kDir + "llama");
+  save_h5(src, d / "ref.h5", DType::F32);
+  for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_1}) {
+    const std::string path = d / (std::string(dtype_name(dt)) + ".h5");
+    save_h5(src, path, dt);
+    const ModelBundle back = load_bundle(path);
+    EXPECT_EQ(back.model.w.layers[0].w_down.dtype, dt);
+    EXPECT_EQ(back.model.storage, dt);
+    LoadOptions lo;
+    lo.dtype = dt;
+    const Model direct = load_model(kDir + "llama", lo);
+    expect_same_weights(direct, back.model);
+    std::vector<int32_t> ids;
+    for (int32_t i = 0; i < 12; ++i) ids.push_back((i * 37) % int32_t(src.model.cfg.vocab_size));
+    const auto a = logits(direct, ids), b = logits(back.model, ids);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << dtype_name(dt);
+    EXPECT_LT(fs::file_size(path), fs::file_size(d / "ref.h5")) << dtype_name(dt) << " is not smaller than f32";
+  }
+}
+
 // LoadOptions::dtype applies to .h5 files as to HF directories.
 TEST(H5, DtypeConversionAtLoad) {
   TempDir d;
@@ -360,7 +384,10 @@ TEST_F(H5Bad, WrongFormatTag) {
 }
 
 TEST_F(H5Bad, FutureVersion) {
-  const auto p = patched("v2.h5", [](h5::File& f) { h5::write_attr(f, f.id(), "/", "streamllm.version", int64_t(2)); });
+  const auto p = patched("v2.h5", [](h5::File& f) {
+    h5::write_attr(f, f.id(), "/", "streamllm.version", int64_t(2));
+    h5::write_attr(f, f.id(), "/", "streamllm.version_minor", int64_t(0));
+  });
   expect_error([&] { load_h5(p, {}); }, {p, "format version 2.0 is newer"});
   // A newer minor version only adds what this reader may ignore.
   const auto q = patched("v1_7.h5", [](h5::File& f) { h5::write_attr(f, f.id(), "/", "streamllm.version_minor", int64_t(7)); });
@@ -487,7 +514,7 @@ TEST(H5Atomic, FailedWriteLeavesOldFileAndNoTemporary) {
   EXPECT_EQ(load_h5(out, {}).model.cfg.family, Family::Llama);
 
   // Unknown storage type, a missing directory, a directory in the way: errors, nothing left behind.
-  expect_error([&] { save_h5(other, out, DType::I32); }, {out, "f32, f16 or bf16"});
+  expect_error([&] { save_h5(other, out, DType::I32); }, {out, "f32, f16, bf16, q8_0, q4_0 or q4_1, not i32"});
   expect_error([&] { save_h5(other, d / "no/such/dir/m.h5", DType::F32); }, {"no/such/dir/m.h5", "does not exist"});
   fs::create_directory(d.p / "adir");
   fs::create_directory(d.p / "adir" / "keep");

@@ -1,5 +1,6 @@
 // Tests for sllm::cpu::linear (kernels/cpu/matmul.h): both internal paths (GEMV, GEMM) and the dispatching front
-// end, against linear_reference (double accumulation), for f32 / f16 / bf16 weights.
+// end, against linear_reference (double accumulation), for f32 / f16 / bf16 weights and the block formats
+// Q8_0 / Q4_0 / Q4_1 (whose reference is the dequantised rows: the kernels widen blocks to exactly those values).
 //
 // Tolerance: |y - ref| <= rel_tol(dtype) * (sum_k |x_k * w_k| + |bias|). The kernels compute in f32 on exactly
 // widened weights, so the dtype only changes the data, not the error: the f32 rounding error of a K-term sum is
@@ -20,6 +21,7 @@
 #include "core/error.h"           // sllm::Error
 #include "cpu/matmul.h"           // linear, linear_reference
 #include "cpu/matmul_internal.h"  // linear_gemv, linear_gemm, linear_gemm_min_tokens
+#include "cpu/quant.h"            // quantize_blocks, dequantize_blocks
 
 namespace sllm::cpu {
 namespace {
@@ -33,6 +35,10 @@ double rel_tol(DType t) {
     case DType::F16:
       return 1e-5;
     case DType::BF16:
+      return 1e-5;
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
       return 1e-5;
     default:
       return 0.0;
@@ -54,6 +60,7 @@ struct Problem {
   std::vector<float> x;       // (T, ldx)
   std::vector<float> wf;      // (N, K) the weights as f32 (exactly the stored values)
   std::vector<uint16_t> w16;  // (N, K) f16 / bf16 storage
+  std::vector<unsigned char> wq;  // (N, K / 32 blocks) block-format storage
   std::vector<float> bias;    // (N) or empty
   std::vector<float> ref;     // (T, ldy) linear_reference
   std::vector<double> scale;  // (T, N) sum_k |x w| + |bias|
@@ -81,6 +88,16 @@ struct Problem {
       }
       wf[i] = v;
     }
+    if (is_quantized(wt)) {  // quantise, then keep the dequantised values as the exact weights
+      for (size_t i = 0; i < wf.size(); ++i) {
+        const size_t blk = i / 32;
+        if (blk % 7 == 3) wf[i] = 0.0f;                  // all-zero blocks (d = 0)
+        if (blk % 11 == 5) wf[i] *= (i % 32 == 9) ? 1e3f : 1.0f;  // one large weight in a block
+      }
+      wq.resize(dtype_bytes(wt, N * K));
+      quantize_blocks(wf.data(), N * K, wt, wq.data());
+      dequantize_blocks(wt, wq.data(), N * K, wf.data());
+    }
     if (with_bias) {
       bias.resize(size_t(N));
       for (auto& b : bias) b = u(rng);
@@ -95,7 +112,10 @@ struct Problem {
         scale[t * N + n] = s;
       }
   }
-  const void* w() const { return wtype == DType::F32 ? static_cast<const void*>(wf.data()) : w16.data(); }
+  const void* w() const {
+    if (is_quantized(wtype)) return wq.data();
+    return wtype == DType::F32 ? static_cast<const void*>(wf.data()) : w16.data();
+  }
   const float* b() const { return bias.empty() ? nullptr : bias.data(); }
 
   // Runs `fn` on a NaN-filled Y and checks every element against the reference; the row padding of Y must stay
@@ -211,6 +231,58 @@ TEST(Matmul, RejectsNonFloatWeights) {
   float x[4] = {}, y[1];
   const int32_t w[4] = {};
   EXPECT_THROW(linear(x, 1, 4, 4, w, DType::I32, 1, nullptr, y, 1), sllm::Error);
+}
+
+// ---- block formats ----
+
+constexpr DType kQTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1};
+
+// K = 1 .. 48 blocks (a row of one block, rows that are not a multiple of the tile, SmolLM2's 576 and 1536), N
+// around every row block and tile, T through every token group and both sides of the GEMM threshold.
+TEST(MatmulQuant, ShapesAllPathsAllFormats) {
+  const int64_t Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 17, 33};
+  const int64_t KNs[][2] = {{32, 1}, {32, 13}, {64, 8}, {96, 29}, {576, 37}, {1536, 12}};
+  uint32_t seed = 300;
+  for (DType dt : kQTypes)
+    for (int64_t T : Ts)
+      for (const auto& kn : KNs) {
+        const bool bias = (seed % 2) == 0;
+        const Problem pr(T, kn[0], kn[1], dt, bias, seed++);
+        for (Path p : kPaths) pr.run_and_check(path_fn(p), describe(p, pr, bias));
+      }
+}
+
+TEST(MatmulQuant, LongKAndRowBlockRemainders) {
+  for (DType dt : kQTypes) {
+    for (int64_t T : {1, 4, 40}) {
+      const Problem pr(T, 4096, 24, dt, true, uint32_t(17 + T), 0, 0);
+      for (Path p : kPaths) pr.run_and_check(path_fn(p), describe(p, pr, true));
+    }
+    for (int64_t N = 16; N <= 25; ++N) {
+      const Problem pr(1, 128, N, dt, false, uint32_t(40 + N));
+      pr.run_and_check(&linear, describe(Path::kLinear, pr, false));
+    }
+  }
+}
+
+TEST(MatmulQuant, ThreadCountInvariant) {
+  const int nt = omp_get_max_threads();
+  for (DType dt : kQTypes)
+    for (int64_t T : {1, 3, 70}) {
+      const Problem pr(T, 640, 75, dt, true, uint32_t(9 + T));
+      const std::vector<float> multi = pr.run_and_check(&linear, "multi-threaded");
+      omp_set_num_threads(1);
+      const std::vector<float> single = pr.run_and_check(&linear, "single-threaded");
+      omp_set_num_threads(nt);
+      EXPECT_EQ(std::memcmp(multi.data(), single.data(), multi.size() * sizeof(float)), 0)
+          << dtype_name(dt) << " T=" << T;
+    }
+}
+
+TEST(MatmulQuant, RejectsRowsThatAreNotWholeBlocks) {
+  std::vector<float> x(48, 0.0f), y(2);
+  std::vector<unsigned char> w(64, 0);
+  for (DType dt : kQTypes) EXPECT_THROW(linear(x.data(), 1, 48, 48, w.data(), dt, 1, nullptr, y.data(), 1), sllm::Error);
 }
 
 }  // namespace

@@ -283,6 +283,41 @@ TEST_P(Family, DevicePathEqualsHost) {
   for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-5) << j;
 }
 
+// Block-format weights reach a device widened to f16 (the CPU alone has block kernels): the device path of a Q8_0
+// model computes what the host computes with the same weights widened to f16 on the host, and the host's own Q8_0
+// logits stay within the f16 rounding of those weights.
+TEST(Models, DeviceGetsBlockFormatsWidenedToF16) {
+  LoadOptions lo;
+  lo.dtype = DType::Q8_0;
+  const Model q = load_model(kDir + "llama", lo);
+  ASSERT_EQ(q.w.layers[0].wq.dtype, DType::Q8_0);
+  lo.dtype = DType::F16;
+  Model h = load_model(kDir + "llama", lo);  // overwritten below with the Q8_0 values widened to f16
+  for_each_weight(h.cfg, h.w, [&](const WeightSlot& s) {
+    if (s.is_vector || s.dst->empty()) return;
+    ModelWeights& qw = const_cast<ModelWeights&>(q.w);
+    Tensor src;
+    for_each_weight(q.cfg, qw, [&](const WeightSlot& t) { if (t.name == s.name) src = *t.dst; });
+    *s.dst = retype(src, DType::F16, h.w);
+  });
+  if (h.cfg.tied_head) h.w.lm_head = h.w.embed;
+  DeviceLike dev;
+  Decoder on_host(h, cpu_backend(), 4), on_device(q, dev, 4), quant(q, cpu_backend(), 4);
+  KVCache ch(cpu_backend(), h.cfg, 2, 5, 4), cd(dev, q.cfg, 2, 5, 4), cq(cpu_backend(), q.cfg, 2, 5, 4);
+  const int64_t V = q.cfg.vocab_size;
+  for (int32_t i = 0; i < 12; ++i) {
+    const int32_t id = (i * 37 + 1) % int32_t(V);
+    const float* a = on_host.forward(&id, 1, ch, Logits::Last);
+    const std::vector<float> x(a, a + V);
+    const float* b = on_device.forward(&id, 1, cd, Logits::Last);
+    const float* c = quant.forward(&id, 1, cq, Logits::Last);
+    for (int64_t j = 0; j < V; ++j) {
+      ASSERT_NEAR(b[j], x[size_t(j)], 1e-5 * std::max(1.0f, std::fabs(x[size_t(j)]))) << "token " << i << " logit " << j;
+      ASSERT_NEAR(c[j], x[size_t(j)], 2e-2 * std::max(1.0f, std::fabs(x[size_t(j)]))) << "token " << i << " logit " << j;
+    }
+  }
+}
+
 // The decode step's op budget on a device (each op is one kernel or copy there; the CUDA graph replays them): a
 // sequential Llama layer is 6 (norm + [q|k|v] GEMV, rope_store, attention, o GEMV + residual, norm + [gate|up] GEMV
 // + SwiGLU, down GEMV + residual), plus embedding, the final norm and the head. A change that adds kernels to the

@@ -24,10 +24,12 @@
 
 #include <cstdint>  // int64_t, uint16_t
 #include <string>   // std::string
+#include <vector>   // std::vector
 
 #include "core/error.h"           // SLLM_CHECK
 #include "cpu/matmul_internal.h"  // linear_gemv, linear_gemm
 #include "cpu/matmul_simd.h"      // mm::kIsaName
+#include "cpu/quant.h"            // dequantize_blocks
 
 namespace sllm::cpu {
 
@@ -37,8 +39,10 @@ const char* linear_isa_name() { return mm::kIsaName; }
 
 void linear(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N, const float* bias,
             float* Y, int64_t ldy) {
-  SLLM_CHECK(wtype == DType::F32 || wtype == DType::F16 || wtype == DType::BF16,
-             std::string("linear: weight dtype must be f32, f16 or bf16, got ") + dtype_name(wtype));
+  SLLM_CHECK(wtype == DType::F32 || wtype == DType::F16 || wtype == DType::BF16 || is_quantized(wtype),
+             std::string("linear: weight dtype must be f32, f16, bf16, q8_0, q4_0 or q4_1, got ") + dtype_name(wtype));
+  SLLM_CHECK(!is_quantized(wtype) || K % kQuantBlock == 0,
+             std::string("linear: ") + dtype_name(wtype) + " rows of " + std::to_string(K) + " are not whole blocks");
   if (T <= 0 || N <= 0) return;
   if (K <= 0) {  // empty sum: Y = bias
     for (int64_t t = 0; t < T; ++t)
@@ -69,8 +73,14 @@ double weight_at(const void* W, DType wtype, int64_t i) {
 
 void linear_reference(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
                       const float* bias, float* Y, int64_t ldy) {
-  SLLM_CHECK(wtype == DType::F32 || wtype == DType::F16 || wtype == DType::BF16,
-             std::string("linear_reference: weight dtype must be f32, f16 or bf16, got ") + dtype_name(wtype));
+  SLLM_CHECK(wtype == DType::F32 || wtype == DType::F16 || wtype == DType::BF16 || is_quantized(wtype),
+             std::string("linear_reference: unsupported weight dtype ") + dtype_name(wtype));
+  if (is_quantized(wtype)) {  // the reference of a block format: its dequantised rows, then the f32 reference
+    std::vector<float> w(size_t(N * K));
+    for (int64_t n = 0; n < N; ++n)
+      dequantize_blocks(wtype, static_cast<const char*>(W) + dtype_bytes(wtype, n * K), K, w.data() + n * K);
+    return linear_reference(X, T, K, ldx, w.data(), DType::F32, N, bias, Y, ldy);
+  }
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t n = 0; n < N; ++n) {
       double s = bias ? double(bias[n]) : 0.0;

@@ -8,7 +8,8 @@ namespace sllm::cpu {
 
 // Y[t, n] = sum_k X[t, k] * W[n, k] (+ bias[n])  — a PyTorch nn.Linear with W in its [out, in] layout.
 //   X:    (T, K) f32, row stride ldx (>= K)
-//   W:    (N, K) in wtype (F32, F16 or BF16), rows contiguous (stride K)
+//   W:    (N, K) in wtype (F32, F16, BF16, or a block format Q8_0 / Q4_0 / Q4_1 with K a multiple of 32),
+//         rows contiguous
 //   bias: (N) f32 or nullptr
 //   Y:    (T, N) f32, row stride ldy (>= N); overwritten
 // T == 1 is the decode GEMV (memory-bound); T > 1 is the blocked GEMM (compute-bound).

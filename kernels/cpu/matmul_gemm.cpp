@@ -126,7 +126,7 @@ void pack_x(const float* x, int64_t ldx, int64_t tb, int64_t bw, int64_t K, int6
 // Chunk-major so that the stores are sequential: row-major order stores with a stride of kMR lines, which maps
 // a block onto a quarter of the L1 sets and runs 3-4x slower (conflict misses).
 template <DType DT>
-void pack_w(const void* w, int64_t rows, int64_t K, float* wp) {
+void pack_w_float(const void* w, int64_t rows, int64_t K, float* wp) {
   const int64_t kv = K / kLanes;  // full chunks
   float* dst = wp;
   if (rows == kMR) {
@@ -139,6 +139,21 @@ void pack_w(const void* w, int64_t rows, int64_t K, float* wp) {
   if (kv * kLanes < K) {
     for (int r = 0; r < kMR; ++r, dst += kLanes)
       vstore(dst, r < rows ? wload_part<DT>(w, r * K + kv * kLanes, int(K - kv * kLanes)) : vzero());
+  }
+}
+
+// A block format's rows are widened into f32 first (L1/L2-resident; cheap next to the FMAs), then packed.
+template <DType DT>
+void pack_w(const void* w, int64_t rows, int64_t K, float* wp) {
+  if constexpr (is_quantized(DT)) {
+    thread_local AlignedScratch rows_f32;
+    float* f = rows_f32.get(size_t(rows * K));
+    const size_t rb = dtype_bytes(DT, K);
+    for (int64_t r = 0; r < rows; ++r)
+      dequantize_blocks(DT, static_cast<const char*>(w) + size_t(r) * rb, K, f + r * K);
+    pack_w_float<DType::F32>(f, rows, K, wp);
+  } else {
+    pack_w_float<DT>(w, rows, K, wp);
   }
 }
 
@@ -201,7 +216,7 @@ void gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int6
   const TokBlock* const plan = plan_buf.data();
   const int64_t ntb = int64_t(plan_buf.size());
   float* const xp = xbuf.get(size_t(plan[ntb - 1].off + Kp * plan[ntb - 1].bw));
-  const int64_t row_bytes = K * kWBytes<DT>;
+  const int64_t row_bytes = rows_bytes<DT>(1, K);
   const bool par = omp_get_max_threads() > 1 && nrb > 1 && T * K * N >= kMinParallelMacs;
 #pragma omp parallel if (par)
   {
@@ -257,6 +272,15 @@ void linear_gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* 
       break;
     case DType::BF16:
       gemm<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy, false);
+      break;
+    case DType::Q8_0:
+      gemm<DType::Q8_0>(X, T, K, ldx, W, N, bias, Y, ldy, false);
+      break;
+    case DType::Q4_0:
+      gemm<DType::Q4_0>(X, T, K, ldx, W, N, bias, Y, ldy, false);
+      break;
+    case DType::Q4_1:
+      gemm<DType::Q4_1>(X, T, K, ldx, W, N, bias, Y, ldy, false);
       break;
     default:
       break;  // the front-end (linear) rejects other dtypes

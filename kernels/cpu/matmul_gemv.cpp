@@ -42,7 +42,36 @@ constexpr int64_t kMinParallelElems = 64 * 1024;
 
 template <DType DT>
 inline const void* row_ptr(const void* w, int64_t row, int64_t K) {
-  return static_cast<const char*>(w) + row * K * int64_t(dtype_size(DT));
+  return static_cast<const char*>(w) + rows_bytes<DT>(row, K);
+}
+
+// dot_tile for a block format: per block of 32 k's, each row's block is widened to f32 in registers (qblock)
+// and multiplied into the same accumulators as the float path (lane i sums the k's = i mod kLanes). The next
+// tile is prefetched at the same pace as the rows are read (R blocks per step).
+template <DType DT, int MT, int R>
+inline void dot_tile_q(const float* x, int64_t ldx, const void* w, int64_t K, float* out, uintptr_t pf) {
+  constexpr int64_t bb = int64_t(dtype_block_bytes(DT));
+  const int64_t nb = K / kQuantBlock, rb = nb * bb;
+  const auto* wb = static_cast<const unsigned char*>(w);
+  vf acc[MT][R];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = vzero();
+  int64_t pf_due = 0;  // bytes of the next tile prefetched so far, in whole lines
+  for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (R > 1) {
+      for (pf_due += R * bb; pf_due >= 64; pf_due -= 64, pf += 64) prefetch_l2(reinterpret_cast<const void*>(pf));
+    }
+    vf xv[MT][kQVecs];
+    for (int t = 0; t < MT; ++t)
+      for (int i = 0; i < kQVecs; ++i) xv[t][i] = vload(x + t * ldx + b * kQuantBlock + i * kLanes);
+    for (int r = 0; r < R; ++r) {
+      vf wv[kQVecs];
+      qblock<DT>(wb + r * rb + b * bb, wv);
+      for (int t = 0; t < MT; ++t)
+        for (int i = 0; i < kQVecs; ++i) acc[t][r] = vfma(wv[i], xv[t][i], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < MT; ++t) hsum_n<R>(acc[t], out + t * R);
 }
 
 // out[t * R + r] = sum_k x[t * ldx + k] * w[r * K + k] for t < MT, r < R.
@@ -51,7 +80,7 @@ inline const void* row_ptr(const void* w, int64_t row, int64_t K) {
 // picks up too late; prefetching the next tile while computing this one (distance = one tile, into L2; measured
 // better than L1 or two tiles) takes the 16-bit GEMV from ~50% to 90-100% of the measured read bandwidth.
 template <DType DT, int MT, int R>
-inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, float* out, uintptr_t pf) {
+inline void dot_tile_f(const float* x, int64_t ldx, const void* w, int64_t K, float* out, uintptr_t pf) {
   vf acc[MT][R];
   for (int t = 0; t < MT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = vzero();
@@ -81,6 +110,14 @@ inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, floa
   for (int t = 0; t < MT; ++t) hsum_n<R>(acc[t], out + t * R);
 }
 
+template <DType DT, int MT, int R>
+inline void dot_tile(const float* x, int64_t ldx, const void* w, int64_t K, float* out, uintptr_t pf) {
+  if constexpr (is_quantized(DT))
+    dot_tile_q<DT, MT, R>(x, ldx, w, K, out, pf);
+  else
+    dot_tile_f<DT, MT, R>(x, ldx, w, K, out, pf);
+}
+
 // Y[t0 + t, n0 + r] for t < MT and r < rows (<= kRowBlock), tiles of kTileRows<MT> rows, then single rows.
 template <DType DT, int MT>
 void rows_x_tokens(const float* x, int64_t ldx, const void* w, int64_t K, int64_t rows, const float* bias, float* y,
@@ -91,7 +128,7 @@ void rows_x_tokens(const float* x, int64_t ldx, const void* w, int64_t K, int64_
   for (; r0 + R <= rows; r0 += R) {
     // (The prefetch address may lie past the matrix: prefetches never fault, so it is kept as an integer.)
     dot_tile<DT, MT, R>(x, ldx, row_ptr<DT>(w, r0, K), K, out,
-                        reinterpret_cast<uintptr_t>(w) + uintptr_t((r0 + R) * K * kWBytes<DT>));
+                        reinterpret_cast<uintptr_t>(w) + uintptr_t(rows_bytes<DT>(r0 + R, K)));
     for (int t = 0; t < MT; ++t)
       for (int r = 0; r < R; ++r) y[t * ldy + r0 + r] = out[t * R + r] + (bias ? bias[r0 + r] : 0.0f);
   }
@@ -164,6 +201,15 @@ void linear_gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* 
       break;
     case DType::BF16:
       gemv<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy);
+      break;
+    case DType::Q8_0:
+      gemv<DType::Q8_0>(X, T, K, ldx, W, N, bias, Y, ldy);
+      break;
+    case DType::Q4_0:
+      gemv<DType::Q4_0>(X, T, K, ldx, W, N, bias, Y, ldy);
+      break;
+    case DType::Q4_1:
+      gemv<DType::Q4_1>(X, T, K, ldx, W, N, bias, Y, ldy);
       break;
     default:
       break;  // the front-end (linear) rejects other dtypes

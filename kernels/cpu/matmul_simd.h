@@ -30,7 +30,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-#include "core/dtype.h"  // DType, f16_to_f32, bf16_to_f32
+#include "core/dtype.h"  // DType, f16_to_f32, bf16_to_f32, dtype_bytes, kQuantBlock
+#include "cpu/quant.h"   // dequantize_blocks (scalar path)
 
 namespace sllm::cpu::mm {
 
@@ -155,9 +156,15 @@ inline void prefetch_l2(const void* p) {
 #endif
 }
 
-// Bytes per stored weight (dtype_size as a constant expression).
+// Bytes per stored weight (dtype_size as a constant expression; float dtypes only).
 template <DType DT>
 inline constexpr int kWBytes = DT == DType::F32 ? 4 : 2;
+
+// Bytes of `row` rows of K weights of dtype DT (K a whole number of blocks for a block format).
+template <DType DT>
+inline int64_t rows_bytes(int64_t rows, int64_t K) {
+  return rows * int64_t(dtype_bytes(DT, K));
+}
 
 // Grow-only scratch of floats aligned to a cache line, so that packed panels never split a vector load or
 // store across two lines (std::vector only guarantees 16 bytes).
@@ -215,6 +222,57 @@ inline vf wload_part(const void* w, int64_t i, int n) {
     std::memcpy(tmp, static_cast<const uint16_t*>(w) + i, sizeof(uint16_t) * n);
     return wload<DT>(tmp, 0);
   }
+}
+
+// ---- ggml block formats (cpu/quant.h) ----
+
+// Vectors per 32-weight block.
+inline constexpr int kQVecs = int(kQuantBlock) / kLanes;
+
+// w[0 .. kQVecs) = the 32 weights of the block at b (format DT), widened to f32: exactly the values
+// dequantize_blocks gives (d * q is exact in f32; Q4_1's d * q + m is rounded once, as there).
+template <DType DT>
+inline void qblock(const unsigned char* b, vf* w) {
+  static_assert(is_quantized(DT));
+#if defined(SLLM_MM_AVX2)
+  auto half = [](const unsigned char* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+  };
+  const vf d = vset1(half(b));
+  if constexpr (DT == DType::Q8_0) {
+#if defined(SLLM_MM_AVX512)
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+    w[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))), d);
+    w[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))), d);
+#else
+    for (int i = 0; i < 4; ++i) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * i));
+      w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+    }
+#endif
+  } else {
+    constexpr int off = DT == DType::Q4_1 ? 4 : 2;
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + off));
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);  // elements 0-15, 16-31
+    const vf c = DT == DType::Q4_1 ? vset1(half(b + 2)) : vset1(-8.0f * half(b));  // w = d q + c (exact for Q4_0)
+#if defined(SLLM_MM_AVX512)
+    w[0] = vfma(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), d, c);
+    w[1] = vfma(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), d, c);
+#else
+    w[0] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), d, c);
+    w[1] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), d, c);
+    w[2] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), d, c);
+    w[3] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), d, c);
+#endif
+  }
+#else
+  float tmp[kQuantBlock];
+  dequantize_blocks(DT, b, kQuantBlock, tmp);
+  for (int i = 0; i < kQVecs; ++i) w[i] = tmp[i];
+#endif
 }
 
 // The first n (< kLanes) of x[0 ..], the other lanes zero.

@@ -9,6 +9,7 @@
 #include <cstring>  // std::memcpy
 
 #include "cpu/kernels.h"
+#include "cpu/quant.h"  // dequantize_blocks
 
 namespace sllm::cpu {
 
@@ -123,7 +124,7 @@ void add_inplace(float* y, const float* x, int64_t n) {
 }
 
 void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_t D, float* out) {
-  const size_t row_bytes = size_t(D) * dtype_size(t);
+  const size_t row_bytes = dtype_bytes(t, D);
   for (int64_t i = 0; i < T; ++i) {
     const char* row = static_cast<const char*>(table) + size_t(ids[i]) * row_bytes;
     float* o = out + i * D;
@@ -135,7 +136,8 @@ void embedding(const int32_t* ids, int64_t T, const void* table, DType t, int64_
       case DType::BF16:
         for (int64_t j = 0; j < D; ++j) o[j] = bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[j]);
         break;
-      default: break;  // the front-end admits only float tables
+      case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: dequantize_blocks(t, row, D, o); break;
+      default: break;  // the front-end admits only float and block tables
     }
   }
 }

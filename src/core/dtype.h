@@ -8,17 +8,39 @@
 namespace sllm {
 
 // Storage types of weights and activations. Compute is always f32 on CPU.
-enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I64 = 4 };
+// Q8_0, Q4_0 and Q4_1 are ggml's block formats (weights only, rows of whole 32-element blocks; core/quant.h):
+// their size is per block, so byte counts go through dtype_bytes(), never dtype_size().
+enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I64 = 4, Q8_0 = 5, Q4_0 = 6, Q4_1 = 7 };
 
-inline size_t dtype_size(DType t) {
+inline constexpr bool is_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_1; }
+
+// Bytes of one element; 0 for the block formats (use dtype_bytes).
+inline constexpr size_t dtype_size(DType t) {
   switch (t) {
     case DType::F32: return 4;
     case DType::F16: return 2;
     case DType::BF16: return 2;
     case DType::I32: return 4;
     case DType::I64: return 8;
+    default: return 0;
   }
-  return 0;
+}
+
+// Elements per block (32 for the block formats, else 1) and bytes per block.
+inline constexpr int64_t kQuantBlock = 32;
+inline constexpr int64_t dtype_block_elems(DType t) { return is_quantized(t) ? kQuantBlock : 1; }
+inline constexpr size_t dtype_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q8_0: return 2 + 32;      // f16 d, i8 q[32]
+    case DType::Q4_0: return 2 + 16;      // f16 d, u8 qs[16]
+    case DType::Q4_1: return 2 + 2 + 16;  // f16 d, f16 m, u8 qs[16]
+    default: return dtype_size(t);
+  }
+}
+
+// Bytes of n elements (for a block format n is a whole number of blocks: a row's length, always checked at load).
+inline constexpr size_t dtype_bytes(DType t, int64_t n) {
+  return size_t(n / dtype_block_elems(t)) * dtype_block_bytes(t);
 }
 
 inline const char* dtype_name(DType t) {
@@ -28,11 +50,15 @@ inline const char* dtype_name(DType t) {
     case DType::BF16: return "bf16";
     case DType::I32: return "i32";
     case DType::I64: return "i64";
+    case DType::Q8_0: return "q8_0";
+    case DType::Q4_0: return "q4_0";
+    case DType::Q4_1: return "q4_1";
   }
   return "?";
 }
 
-// Parses "f32" / "f16" / "bf16" (the CLI spelling); throws sllm::Error otherwise (defined in tensor.cpp).
+// Parses "f32" / "f16" / "bf16" / "q8_0" / "q4_0" / "q4_1" (the CLI spelling); throws sllm::Error otherwise
+// (defined in tensor.cpp).
 DType parse_dtype(const std::string& s);
 
 // IEEE half -> float, exact for every input (subnormals, inf, nan).

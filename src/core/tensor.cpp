@@ -5,6 +5,7 @@
 #include <new>      // std::bad_alloc
 
 #include "core/error.h"  // Error
+#include "cpu/quant.h"    // dequantize_blocks, quantize_blocks
 
 namespace sllm {
 
@@ -59,7 +60,10 @@ DType parse_dtype(const std::string& s) {
   if (s == "f32" || s == "float32") return DType::F32;
   if (s == "f16" || s == "float16") return DType::F16;
   if (s == "bf16" || s == "bfloat16") return DType::BF16;
-  throw Error("unknown dtype '" + s + "' (expected f32, f16 or bf16)");
+  if (s == "q8_0" || s == "Q8_0") return DType::Q8_0;
+  if (s == "q4_0" || s == "Q4_0") return DType::Q4_0;
+  if (s == "q4_1" || s == "Q4_1") return DType::Q4_1;
+  throw Error("unknown dtype '" + s + "' (expected f32, f16, bf16, q8_0, q4_0 or q4_1)");
 }
 
 void to_f32(const void* src, DType t, size_t n, float* dst) {
@@ -75,6 +79,7 @@ void to_f32(const void* src, DType t, size_t n, float* dst) {
       for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
       return;
     }
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: dequantize_blocks(t, src, int64_t(n), dst); return;
     default: throw Error(std::string("to_f32: unsupported dtype ") + dtype_name(t));
   }
 }
@@ -92,6 +97,7 @@ void from_f32(const float* src, size_t n, DType t, void* dst) {
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
       return;
     }
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: quantize_blocks(src, int64_t(n), t, dst); return;
     default: throw Error(std::string("from_f32: unsupported dtype ") + dtype_name(t));
   }
 }

@@ -53,14 +53,14 @@ struct Tensor {
   Shape shape;
 
   int64_t numel() const { return shape.numel(); }
-  size_t bytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t bytes() const { return dtype_bytes(dtype, numel()); }
   bool empty() const { return data == nullptr; }
   template <class T> T* as() const { return static_cast<T*>(data); }
 };
 
-// Converts n elements of src (any float dtype) to f32.
+// Converts n elements of src (any float or block dtype; n whole blocks for the latter) to f32.
 void to_f32(const void* src, DType t, size_t n, float* dst);
-// Converts n f32 elements to dst dtype (F32/F16/BF16, round to nearest even).
+// Converts n f32 elements to dst dtype (F32/F16/BF16, round to nearest even; a block format as ggml quantises).
 void from_f32(const float* src, size_t n, DType t, void* dst);
 
 }  // namespace sllm

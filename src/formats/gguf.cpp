@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"  // f16_to_f32, bf16_to_f32
 #include "core/error.h"  // Error
+#include "cpu/quant.h"    // dequantize_blocks
 
 namespace sllm::gguf {
 
@@ -223,33 +224,11 @@ void dequantize(GgmlType t, const void* src_v, int64_t n, float* dst) {
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
       return;
     case GgmlType::Q8_0:
-      for (int64_t b = 0; b < n / kQK; ++b, src += 2 + kQK, dst += kQK) {
-        const float d = f16_to_f32(load_u16(src));
-        const auto* q = reinterpret_cast<const int8_t*>(src + 2);
-        for (int j = 0; j < kQK; ++j) dst[j] = d * float(q[j]);
-      }
-      return;
+      return dequantize_blocks(DType::Q8_0, src, n, dst);
     case GgmlType::Q4_0:
-      for (int64_t b = 0; b < n / kQK; ++b, src += 2 + kQK / 2, dst += kQK) {
-        const float d = f16_to_f32(load_u16(src));
-        const unsigned char* qs = src + 2;
-        for (int j = 0; j < kQK / 2; ++j) {
-          dst[j] = d * float(int(qs[j] & 0x0F) - 8);
-          dst[j + kQK / 2] = d * float(int(qs[j] >> 4) - 8);
-        }
-      }
-      return;
+      return dequantize_blocks(DType::Q4_0, src, n, dst);
     case GgmlType::Q4_1:
-      for (int64_t b = 0; b < n / kQK; ++b, src += 4 + kQK / 2, dst += kQK) {
-        const float d = f16_to_f32(load_u16(src));
-        const float m = f16_to_f32(load_u16(src + 2));
-        const unsigned char* qs = src + 4;
-        for (int j = 0; j < kQK / 2; ++j) {
-          dst[j] = d * float(qs[j] & 0x0F) + m;
-          dst[j + kQK / 2] = d * float(qs[j] >> 4) + m;
-        }
-      }
-      return;
+      return dequantize_blocks(DType::Q4_1, src, n, dst);
   }
   throw Error("dequantize: unsupported ggml type " + ggml_type_name(uint32_t(t)));
 }

@@ -117,17 +117,28 @@ ModelConfig llama_config(const GgufFile& f) {
   return c;
 }
 
+// The file's own dtype (block formats stay quantised in memory).
 DType native_dtype(GgmlType t) {
-  return t == GgmlType::F16 ? DType::F16 : t == GgmlType::BF16 ? DType::BF16 : DType::F32;
+  switch (t) {
+    case GgmlType::F16: return DType::F16;
+    case GgmlType::BF16: return DType::BF16;
+    case GgmlType::Q8_0: return DType::Q8_0;
+    case GgmlType::Q4_0: return DType::Q4_0;
+    case GgmlType::Q4_1: return DType::Q4_1;
+    default: return DType::F32;
+  }
 }
 
-// Decodes a whole tensor into an owned buffer of dtype `to` (F32, F16 or BF16), in parallel chunks.
+// Decodes a whole tensor into an owned buffer of dtype `to` (a float or block dtype), in parallel chunks.
 Tensor decode_tensor(const TensorInfo& t, DType to, const Shape& shape, ModelWeights& w) {
-  if (to != DType::F32 && to != DType::F16 && to != DType::BF16)
+  if (to != DType::F32 && to != DType::F16 && to != DType::BF16 && !is_quantized(to))
     throw Error(std::string("GGUF: cannot store weights as ") + dtype_name(to));
   const int64_t n = t.numel();
-  Buffer b(size_t(n) * dtype_size(to));
-  if (native_dtype(t.type) == to && gguf::ggml_block_elems(t.type) == 1) {
+  if (is_quantized(to) && shape[shape.ndim - 1] % kQuantBlock != 0)
+    throw Error(std::string("GGUF: cannot store a ") + shape.str() + " tensor as " + dtype_name(to) +
+                ": its rows are not whole blocks of 32");
+  Buffer b(dtype_bytes(to, n));
+  if (native_dtype(t.type) == to && (gguf::ggml_block_elems(t.type) == 1 || is_quantized(to))) {
     std::memcpy(b.data(), t.data, size_t(t.nbytes));  // same representation: a plain copy
   } else {
     constexpr int64_t kChunk = int64_t(1) << 14;  // a multiple of every block size
@@ -135,16 +146,15 @@ Tensor decode_tensor(const TensorInfo& t, DType to, const Shape& shape, ModelWei
     const int64_t be = gguf::ggml_block_elems(t.type), bb = gguf::ggml_block_bytes(t.type);
     const int64_t n_chunks = (n + kChunk - 1) / kChunk;
     char* out = static_cast<char*>(b.data());
-    const size_t es = dtype_size(to);
 #pragma omp parallel
     {
-      std::vector<float> tmp(to == DType::F32 ? 0 : size_t(kChunk));
+      std::vector<float> tmp(to == DType::F32 ? 0 : size_t(kChunk));  // (a multiple of every block)
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < n_chunks; ++c) {
         const int64_t start = c * kChunk, m = std::min(kChunk, n - start);  // m is a multiple of be (ne0 % be == 0)
         float* dst = to == DType::F32 ? reinterpret_cast<float*>(out) + start : tmp.data();
         gguf::dequantize(t.type, t.data + start / be * bb, m, dst);
-        if (to != DType::F32) from_f32(dst, size_t(m), to, out + size_t(start) * es);
+        if (to != DType::F32) from_f32(dst, size_t(m), to, out + dtype_bytes(to, start));
       }
     }
   }
@@ -156,7 +166,7 @@ Tensor decode_tensor(const TensorInfo& t, DType to, const Shape& shape, ModelWei
 // Undoes the converter's Q/K permutation: row h*d + 2i + j of the file becomes row h*d + j*d/2 + i.
 void unpermute_rows(const Tensor& t, int64_t n_heads) {
   const int64_t rows = t.shape[0], d = rows / n_heads;
-  const size_t rb = size_t(t.shape[1]) * dtype_size(t.dtype);
+  const size_t rb = dtype_bytes(t.dtype, t.shape[1]);
   char* base = static_cast<char*>(t.data);
   std::vector<char> head(size_t(d) * rb);
   for (int64_t h = 0; h < n_heads; ++h) {
@@ -179,7 +189,6 @@ Model load_llama(const GgufFile& f, const LoadOptions& opt) {
   m.source = f.path();
   m.cfg = llama_config(f);
   std::vector<char> used(f.tensors().size(), 0);
-  bool first_matrix = true;
   for_each_weight(m.cfg, m.w, [&](const WeightSlot& s) {
     const std::string name = s.name.empty() ? std::string() : gguf_tensor_name(s.name);
     const TensorInfo* t = name.empty() ? nullptr : f.tensor(name);
@@ -201,15 +210,12 @@ Model load_llama(const GgufFile& f, const LoadOptions& opt) {
       unpermute_rows(rows, is_q ? m.cfg.n_heads : m.cfg.n_kv_heads);
     }
     *s.dst = out;
-    if (!s.is_vector) {
-      if (first_matrix) m.storage = to;
-      first_matrix = false;
-    }
   });
   for (size_t i = 0; i < used.size(); ++i)
     if (!used[i])
       throw Error(f.where("tensor '" + f.tensors()[i].name + "' is not part of a llama model (unexpected name)"));
   if (m.cfg.tied_head) m.w.lm_head = m.w.embed;
+  m.storage = m.weight_dtypes().front().first;  // the dtype of most weight bytes (files may mix types)
   return m;
 }
 

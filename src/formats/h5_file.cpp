@@ -392,6 +392,44 @@ Id float_type(DType t) {
   throw Error(std::string("HDF5: no float type for dtype ") + dtype_name(t));
 }
 
+// Block formats: an opaque element of one block's bytes, tagged with the format's name, in a dataset of shape
+// (rows, K / 32) blocks. The tag is what h5dump prints; docs/format.md gives the block layouts.
+const char* block_tag(DType t) {
+  switch (t) {
+    case DType::Q8_0: return "streamllm.ggml.q8_0";
+    case DType::Q4_0: return "streamllm.ggml.q4_0";
+    case DType::Q4_1: return "streamllm.ggml.q4_1";
+    default: return nullptr;
+  }
+}
+
+Id tensor_type(DType t) {
+  if (!is_quantized(t)) return float_type(t);
+  Id ot = check(H5Tcreate(H5T_OPAQUE, dtype_block_bytes(t)), "HDF5", "cannot make an opaque type");
+  check(H5Tset_tag(ot.get(), block_tag(t)), "HDF5", "cannot tag an opaque type");
+  return ot;
+}
+
+std::optional<DType> classify_block(hid_t type) {
+  if (H5Tget_class(type) != H5T_OPAQUE) return std::nullopt;
+  char* tag = H5Tget_tag(type);
+  if (!tag) {
+    H5Eclear2(H5E_DEFAULT);
+    return std::nullopt;
+  }
+  const std::string s(tag);
+  H5free_memory(tag);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1})
+    if (s == block_tag(t) && H5Tget_size(type) == dtype_block_bytes(t)) return t;
+  return std::nullopt;
+}
+
+Shape stored_shape(DType t, const Shape& shape) {
+  Shape s = shape;
+  if (is_quantized(t)) s.d[size_t(s.ndim - 1)] /= kQuantBlock;
+  return s;
+}
+
 std::optional<DType> classify_float(hid_t type) {
   if (H5Tget_class(type) != H5T_FLOAT || H5Tget_order(type) != H5T_ORDER_LE) return std::nullopt;
   size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
@@ -430,12 +468,13 @@ Id create_tensor(const File& f, hid_t loc, const std::string& loc_path, const st
   const std::string where = f.path() + ":" + join(loc_path, name);
   hsize_t dims[kMaxDims];
   for (int i = 0; i < shape.ndim; ++i) dims[i] = hsize_t(shape[i]);
+  if (is_quantized(t)) dims[shape.ndim - 1] /= hsize_t(kQuantBlock);
   Id sp = check(H5Screate_simple(shape.ndim, dims, nullptr), where, "cannot make a dataspace");
   Id dc = plist(H5P_DATASET_CREATE);
   no_times(dc.get());
   check(H5Pset_layout(dc.get(), H5D_CONTIGUOUS), where, "cannot set the layout");
   check(H5Pset_fill_time(dc.get(), H5D_FILL_TIME_NEVER), where, "cannot set the fill time");  // written once
-  Id ft = float_type(t);
+  Id ft = tensor_type(t);
   return check(H5Dcreate2(loc, name.c_str(), ft.get(), sp.get(), H5P_DEFAULT, dc.get(), H5P_DEFAULT), where,
                "cannot create the dataset");
 }
@@ -443,13 +482,14 @@ Id create_tensor(const File& f, hid_t loc, const std::string& loc_path, const st
 void write_rows(const Where& w, hid_t dset, DType t, const Shape& shape, int64_t row0, int64_t nrows,
                 const void* data) {
   hsize_t start[kMaxDims] = {}, count[kMaxDims];
-  for (int i = 0; i < shape.ndim; ++i) count[i] = hsize_t(shape[i]);
+  const Shape st = stored_shape(t, shape);
+  for (int i = 0; i < st.ndim; ++i) count[i] = hsize_t(st[i]);
   start[0] = hsize_t(row0);
   count[0] = hsize_t(nrows);
   Id fs = check(H5Dget_space(dset), w.str(), "cannot read the dataspace");
   check(H5Sselect_hyperslab(fs.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), w.str(), "cannot select rows");
-  Id ms = check(H5Screate_simple(shape.ndim, count, nullptr), w.str(), "cannot make a dataspace");
-  Id mt = float_type(t);
+  Id ms = check(H5Screate_simple(st.ndim, count, nullptr), w.str(), "cannot make a dataspace");
+  Id mt = tensor_type(t);
   check(H5Dwrite(dset, mt.get(), ms.get(), fs.get(), H5P_DEFAULT, data), w.str(), "cannot write the data");
 }
 
@@ -470,6 +510,14 @@ TensorInfo tensor_info(const Where& w, hid_t dset) {
   info.is_float = H5Tget_class(t.get()) == H5T_FLOAT;
   info.exact = classify_float(t.get());
   info.type_desc = describe_type(t.get());
+  if (const auto q = classify_block(t.get())) {  // (rows, blocks) of a block format: the tensor is (rows, 32 blocks)
+    info.exact = q;
+    info.is_float = true;
+    info.type_desc = dtype_name(*q);
+    int64_t& last = info.shape.d[size_t(nd - 1)];
+    if (last > (int64_t(1) << 40) / kQuantBlock) throw Error(w.str() + ": dimension " + std::to_string(last) + " is too large");
+    last *= kQuantBlock;
+  }
 
   Id dc = check(H5Dget_create_plist(dset), w.str(), "cannot read the dataset properties");
   const H5D_layout_t layout = H5Pget_layout(dc.get());
@@ -491,7 +539,7 @@ TensorInfo tensor_info(const Where& w, hid_t dset) {
 }
 
 void read_all(const Where& w, hid_t dset, DType as, void* dst) {
-  Id mt = float_type(as);
+  Id mt = tensor_type(as);
   check(H5Dread(dset, mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), w.str(), "cannot read the data");
 }
 

@@ -120,6 +120,11 @@ std::string read_string(const File& f, hid_t loc, const std::string& loc_path, c
 Id float_type(DType t);
 // Which of our three types `type` is exactly (bit-identical layout, little-endian); nullopt for any other type.
 std::optional<DType> classify_float(hid_t type);
+// File/memory type of any tensor dtype: float_type, or for a block format (Q8_0 / Q4_0 / Q4_1) an opaque element
+// of one block's bytes tagged "streamllm.ggml.<name>"; such a dataset's last dimension counts blocks (K / 32).
+Id tensor_type(DType t);
+// The block format an opaque type is (tag and size), or nullopt.
+std::optional<DType> classify_block(hid_t type);
 // "f32", "f64 big-endian", "32-bit integer", ... for messages.
 std::string describe_type(hid_t type);
 
@@ -132,9 +137,9 @@ void write_rows(const Where& w, hid_t dset, DType t, const Shape& shape, int64_t
                 const void* data);
 
 struct TensorInfo {
-  Shape shape;                   // dims (rank <= kMaxDims, else an error)
-  std::optional<DType> exact;    // one of our three types bit for bit, or nullopt (then read with conversion)
-  bool is_float = false;         // H5T_FLOAT class (only floats are tensors)
+  Shape shape;                   // the tensor's dims (a block format: last dim = stored blocks x 32; rank <= kMaxDims)
+  std::optional<DType> exact;    // one of our types bit for bit, or nullopt (then read with conversion)
+  bool is_float = false;         // H5T_FLOAT class or a block format (only those are tensors)
   std::string type_desc;         // for messages
   // Set when the data is one contiguous, unfiltered, allocated block at this absolute file offset, so it can be
   // memory-mapped instead of read.
@@ -142,7 +147,8 @@ struct TensorInfo {
   bool allocated = false;        // some storage exists (a dataset never written reads as fill values: refused)
 };
 TensorInfo tensor_info(const Where& w, hid_t dset);
-// Reads the whole dataset into dst as `as` (HDF5 converts other float types; `as` must be one of ours).
+// Reads the whole dataset into dst as `as` (HDF5 converts other float types; `as` must be one of ours; a block
+// format is read as itself only).
 void read_all(const Where& w, hid_t dset, DType as, void* dst);
 
 }  // namespace sllm::h5

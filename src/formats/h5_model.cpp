@@ -70,17 +70,17 @@ void write_tensor(const h5::File& f, hid_t weights, const Item& it, size_t& done
   for (int64_t r0 = 0; r0 < rows; r0 += block) {
     const int64_t nr = std::min(block, rows - r0);
     const size_t n = size_t(nr) * row_elems;
-    const char* src = static_cast<const char*>(it.src.data) + size_t(r0) * row_elems * dtype_size(it.src.dtype);
+    const char* src = static_cast<const char*>(it.src.data) + dtype_bytes(it.src.dtype, r0 * int64_t(row_elems));
     const void* data = src;
     if (it.src.dtype != it.out) {
       f32.resize(n);
-      if (conv.bytes() < n * dtype_size(it.out)) conv = Buffer(n * dtype_size(it.out));
+      if (conv.bytes() < dtype_bytes(it.out, int64_t(n))) conv = Buffer(dtype_bytes(it.out, int64_t(n)));
       to_f32(src, it.src.dtype, n, f32.data());
       from_f32(f32.data(), n, it.out, conv.data());
       data = conv.data();
     }
     h5::write_rows(w, ds.get(), it.out, it.src.shape, r0, nr, data);
-    done += n * dtype_size(it.out);
+    done += dtype_bytes(it.out, int64_t(n));
     if (progress) progress(done, total);
   }
 }
@@ -88,7 +88,7 @@ void write_tensor(const h5::File& f, hid_t weights, const Item& it, size_t& done
 // The dtype a matrix is stored as: `storage`, or its own when that is one of ours (else f32).
 DType out_dtype(DType have, std::optional<DType> storage) {
   if (storage) return *storage;
-  return (have == DType::F16 || have == DType::BF16) ? have : DType::F32;
+  return (have == DType::F16 || have == DType::BF16 || is_quantized(have)) ? have : DType::F32;
 }
 
 // The tensors of `m` as the visitor lists them, with their stored dtype. A tied head is not stored.
@@ -116,7 +116,7 @@ void write_file(const ModelBundle& b, const std::string& tmp, const std::vector<
   size_t total = 0, done = 0;
   std::string storage;  // the matrices' dtype, or "mixed"
   for (const auto& it : items) {
-    total += size_t(it.src.numel()) * dtype_size(it.out);
+    total += dtype_bytes(it.out, it.src.numel());
     if (it.src.shape.ndim < 2) continue;
     if (storage.empty()) storage = dtype_name(it.out);
     else if (storage != dtype_name(it.out)) storage = "mixed";
@@ -148,8 +148,8 @@ void write_file(const ModelBundle& b, const std::string& tmp, const std::vector<
 void save_h5(const ModelBundle& b, const std::string& path, std::optional<DType> storage,
              const std::function<void(size_t, size_t)>& progress,
              const std::function<void(const h5::File&)>& extra) {
-  if (storage && *storage != DType::F32 && *storage != DType::F16 && *storage != DType::BF16)
-    throw Error(path + ": weights can be stored as f32, f16 or bf16, not " + dtype_name(*storage));
+  if (storage && *storage != DType::F32 && *storage != DType::F16 && *storage != DType::BF16 && !is_quantized(*storage))
+    throw Error(path + ": weights can be stored as f32, f16, bf16, q8_0, q4_0 or q4_1, not " + dtype_name(*storage));
   b.model.cfg.validate(path);
   const fs::path parent = fs::path(path).parent_path();
   std::error_code ec;
@@ -198,11 +198,14 @@ Tensor load_tensor(const h5::File& f, hid_t weights, const WeightSlot& s, const 
     throw Error(where.str() + ": shape " + info.shape.str() + " does not match the config (expected " + s.shape.str() + ")");
   if (!info.allocated) throw Error(where.str() + ": no data stored for this tensor");
   const DType have = info.exact.value_or(DType::F32);
-  const size_t bytes = size_t(s.shape.numel()) * dtype_size(have);
+  if (is_quantized(have) && s.is_vector)
+    throw Error(where.str() + ": a vector cannot be stored as " + dtype_name(have) + " (only matrices can)");
+  const size_t bytes = dtype_bytes(have, s.shape.numel());
+  const size_t align = is_quantized(have) ? 1 : dtype_size(have);  // block kernels load unaligned
   Tensor t{nullptr, have, s.shape};
   if (info.exact && info.contiguous_offset && map) {
     const uint64_t off = *info.contiguous_offset;
-    if (off % dtype_size(have) == 0 && off <= map->size() && bytes <= map->size() - off) {
+    if (off % align == 0 && off <= map->size() && bytes <= map->size() - off) {
       t.data = const_cast<unsigned char*>(map->data() + off);
       used_map = true;
     }

@@ -25,12 +25,13 @@ inline constexpr const char* kH5FormatCheckpoint = "streamllm-checkpoint";
 // Root attributes "streamllm.version" (major) and "streamllm.version_minor". A reader refuses a newer major
 // version; minor versions only add things older readers may ignore.
 inline constexpr int kH5VersionMajor = 1;
-inline constexpr int kH5VersionMinor = 0;
+inline constexpr int kH5VersionMinor = 1;  // 1.1: matrices may be stored in the block formats (q8_0, q4_0, q4_1)
 
 // Writes `b` to `path` atomically: everything goes to `<path>.tmp.<pid>`, which is flushed, closed, fsynced and
 // renamed over `path`; on any error (including an exception thrown by `progress`) the temporary is removed and
 // an existing file at `path` is untouched. Matrices are stored as `storage` (F32, F16 or BF16, converted with
-// round-to-nearest-even), or each in its own dtype when `storage` is nullopt (sources such as GGUF mix dtypes);
+// round-to-nearest-even, or a block format Q8_0 / Q4_0 / Q4_1, quantised as ggml does), or each in its own dtype
+// when `storage` is nullopt (sources such as GGUF mix dtypes);
 // norms and biases always as f32. `progress(done, total)` counts tensor bytes written (may be empty). Throws
 // sllm::Error naming the file and tensor.
 //

@@ -86,10 +86,13 @@ void Decoder::place_weights() {
       *s.dst = dw_.embed;
       return;
     }
-    void* p = be_.alloc(t.bytes());
+    // Block formats (Q8_0 / Q4_0 / Q4_1) have CPU kernels only: a device gets them widened to f16 on the host.
+    ModelWeights widened;
+    const Tensor& u = is_quantized(t.dtype) ? retype(t, DType::F16, widened) : t;
+    void* p = be_.alloc(u.bytes());
     allocs_.push_back(p);
-    be_.upload(p, t.data, t.bytes());
-    *s.dst = Tensor{p, t.dtype, t.shape};
+    be_.upload(p, u.data, u.bytes());
+    *s.dst = Tensor{p, u.dtype, u.shape};
   });
 }
 
@@ -113,7 +116,7 @@ void Decoder::fuse_weights() {
         return Tensor{};
       rows += pc.rows;
     }
-    const size_t row_bytes = size_t(width) * dtype_size(t0.dtype);
+    const size_t row_bytes = dtype_bytes(t0.dtype, width);
     auto at = [&](const Piece& pc) { return static_cast<const char*>(pc.t->data) + size_t(pc.row0) * row_bytes; };
     const Shape shape = vec ? Shape{rows} : Shape{rows, c.hidden};
     bool adjacent = true;

@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <algorithm>   // std::find_if, std::stable_sort
+#include <cstring>     // std::memcpy
 #include <filesystem>  // std::filesystem
 #include <random>      // std::mt19937_64, std::normal_distribution
 
@@ -19,6 +21,25 @@ size_t Model::weight_bytes() const {
       n += s.dst->bytes();
   });
   return n;
+}
+
+std::vector<std::pair<DType, size_t>> Model::weight_dtypes() const {
+  std::vector<std::pair<DType, size_t>> out;
+  ModelWeights& mw = const_cast<ModelWeights&>(w);
+  for_each_weight(cfg, mw, [&](const WeightSlot& s) {
+    if (s.is_vector || s.dst->empty() || (s.dst == &mw.lm_head && mw.lm_head.data == mw.embed.data)) return;
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == s.dst->dtype; });
+    if (it == out.end()) out.push_back({s.dst->dtype, s.dst->bytes()});
+    else it->second += s.dst->bytes();
+  });
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
+}
+
+std::string Model::weight_dtypes_str() const {
+  std::string s;
+  for (const auto& [d, n] : weight_dtypes()) s += (s.empty() ? "" : " + ") + std::string(dtype_name(d));
+  return s.empty() ? dtype_name(storage) : s;
 }
 
 namespace {
@@ -84,12 +105,12 @@ Model random_model(const ModelConfig& cfg, DType storage, uint64_t seed) {
     if (!s.required) return;                                       // no biases
     const DType dt = s.is_vector ? DType::F32 : storage;
     const size_t n = size_t(s.shape.numel());
-    Buffer b(n * dtype_size(dt));
     std::vector<float> tmp(n);
     for (auto& v : tmp) v = s.is_vector ? 1.0f : nd(rng);
-    from_f32(tmp.data(), n, dt, b.data());
-    *s.dst = Tensor{b.data(), dt, s.shape};
-    m.w.owned.push_back(std::move(b));
+    Buffer b(n * 4);
+    std::memcpy(b.data(), tmp.data(), n * 4);
+    *s.dst = retype(Tensor{b.data(), DType::F32, s.shape}, dt, m.w);  // checks that a block format fits the rows
+    if (dt == DType::F32) m.w.owned.push_back(std::move(b));
   });
   finish(m);
   return m;

@@ -3,6 +3,7 @@
 #include <cstdint>   // uint64_t
 #include <optional>  // std::optional
 #include <string>    // std::string
+#include <utility>   // std::pair
 #include <vector>    // std::vector
 
 #include "model/config.h"   // ModelConfig
@@ -23,6 +24,9 @@ struct Model {
   const Backend* resident = nullptr;
 
   size_t weight_bytes() const;  // bytes of all matrices as stored (a tied head counted once)
+  // The matrices' dtypes with their bytes, most bytes first (a GGUF file may mix Q4_1 layers with a Q8_0 embedding).
+  std::vector<std::pair<DType, size_t>> weight_dtypes() const;
+  std::string weight_dtypes_str() const;  // "q4_1 + q8_0" (one name when all agree)
 };
 
 struct LoadOptions {

@@ -4,6 +4,8 @@
 #include <algorithm>  // std::min
 #include <vector>     // std::vector
 
+#include "core/error.h"  // Error
+
 namespace sllm {
 
 namespace {
@@ -90,14 +92,19 @@ void for_each_weight(const ModelConfig& c, ModelWeights& w, const std::function<
 
 Tensor retype(const Tensor& t, DType to, ModelWeights& w) {
   if (t.dtype == to) return t;
+  const int64_t row = t.shape.ndim ? t.shape[t.shape.ndim - 1] : 1;
+  for (DType d : {t.dtype, to})
+    if (is_quantized(d) && row % kQuantBlock != 0)
+      throw Error("cannot store a " + t.shape.str() + " tensor as " + dtype_name(d) + ": its rows of " +
+                  std::to_string(row) + " are not whole blocks of " + std::to_string(kQuantBlock));
   const size_t n = size_t(t.numel());
-  Buffer b(n * dtype_size(to));
-  constexpr size_t kBlock = 1 << 16;  // convert through a small f32 block, not a whole f32 copy
+  Buffer b(dtype_bytes(to, int64_t(n)));
+  constexpr size_t kBlock = 1 << 16;  // convert through a small f32 block, not a whole f32 copy (a multiple of 32)
   std::vector<float> tmp(std::min(kBlock, n));
   for (size_t i = 0; i < n; i += kBlock) {
     const size_t m = std::min(kBlock, n - i);
-    to_f32(static_cast<const char*>(t.data) + i * dtype_size(t.dtype), t.dtype, m, tmp.data());
-    from_f32(tmp.data(), m, to, static_cast<char*>(b.data()) + i * dtype_size(to));
+    to_f32(static_cast<const char*>(t.data) + dtype_bytes(t.dtype, int64_t(i)), t.dtype, m, tmp.data());
+    from_f32(tmp.data(), m, to, static_cast<char*>(b.data()) + dtype_bytes(to, int64_t(i)));
   }
   Tensor r{b.data(), to, t.shape};
   w.owned.push_back(std::move(b));
