@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   bool dense = false, json = false;
   std::vector<int64_t> depths = {512, 1024, 4096};
   app.add_option("-m,--model", path, "Model: HF directory, .gguf or .h5")->required();
-  app.add_option("--dtype", dtype, "Store weights as f32, f16 or bf16 (default: as in the file)");
+  app.add_option("--dtype", dtype, "Store weights as f32, f16, bf16, q8_0, q4_0 or q4_1 (default: as in the file)");
   app.add_option("--kv-dtype", kv, "KV cache element type")->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("-t,--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--prompt", prompt, "Prompt tokens of the prefill row")->check(CLI::Range(1, 65536));

@@ -15,7 +15,8 @@ Usage (needs the venv of scripts/requirements-fixtures.txt plus llama-cpp-python
     /work/venv/bin/python bench/vs_llamacpp.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--dtypes f32,f16]
         [--threads 2] [--rounds 3] [--depths 512,1024,4096] [--reps 32] [--bench build/bench_model] [--raw FILE]
 A quantised GGUF is first rewritten with f32 / f16 matrices (scripts/gguf_dequant.py) into --work; both engines
-then load that one file.
+then load that one file. `--dtypes file` runs the file as it is: both engines keep its blocks (Q4_1 / Q8_0 for the
+SmolLM2 file) and read them quantised, each with its own kernels, with an f16 KV cache.
 """
 import argparse
 import json
@@ -165,7 +166,9 @@ def main():
     for dt in a.dtypes.split(","):
         kv = "f32" if dt == "f32" else "f16"
         f = os.path.join(a.work, f"{os.path.splitext(os.path.basename(a.model))[0]}.{dt}.gguf")
-        if not os.path.exists(f):
+        if dt == "file":  # the file as it is (its quantised blocks, for both engines)
+            f = a.model
+        elif not os.path.exists(f):
             subprocess.run([sys.executable, os.path.join(ROOT, "scripts/gguf_dequant.py"), a.model, f, "--type", dt],
                            check=True, stdout=subprocess.DEVNULL)
         common = ["--threads", str(a.threads), "--prompt", str(a.prompt), "--depths", ",".join(map(str, a.depths)),
@@ -180,6 +183,7 @@ def main():
                 got = child_rows(cmd)
                 for g in got:
                     g["round"] = r
+                    g["weights"] = dt  # the label of this file (bench_model names the dtype it found in it)
                 rows += got
                 print(f"#   round {r + 1}: {got[0]['engine']} {got[0]['cache']} {dt}: "
                       + ", ".join(f"{g['phase']}@{g['depth']} {g['tok_s']:.1f}" for g in got), flush=True)

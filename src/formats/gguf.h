@@ -90,6 +90,8 @@ class GgufFile {
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // file offset of the data section
   size_t file_size() const { return file_->size(); }
+  // The mapping the tensors' data points into (a loader keeps it alive to use tensors in place).
+  const std::shared_ptr<MappedFile>& mapping() const { return file_; }
 
   // Metadata in file order.
   const std::vector<std::pair<std::string, Value>>& metadata() const { return kv_; }

@@ -189,6 +189,7 @@ Model load_llama(const GgufFile& f, const LoadOptions& opt) {
   m.source = f.path();
   m.cfg = llama_config(f);
   std::vector<char> used(f.tensors().size(), 0);
+  bool mapped = false;  // some matrix points into the file's mapping
   for_each_weight(m.cfg, m.w, [&](const WeightSlot& s) {
     const std::string name = s.name.empty() ? std::string() : gguf_tensor_name(s.name);
     const TensorInfo* t = name.empty() ? nullptr : f.tensor(name);
@@ -203,8 +204,14 @@ Model load_llama(const GgufFile& f, const LoadOptions& opt) {
       throw Error(f.where(where + ": GGML dims " + dims_str(*t) + " are the matrix " + shape.str() +
                           ", which does not match the config (expected " + s.shape.str() + ")"));
     const DType to = s.is_vector ? DType::F32 : opt.dtype ? *opt.dtype : native_dtype(t->type);
-    Tensor out = decode_tensor(*t, to, shape, m.w);
     const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;
+    if (!s.is_vector && !is_q && !is_k && to == native_dtype(t->type)) {
+      // Stored as we compute with it: used in place in the mapped file (no copy; pages are read on first use).
+      *s.dst = Tensor{const_cast<unsigned char*>(t->data), to, shape};
+      mapped = true;
+      return;
+    }
+    Tensor out = decode_tensor(*t, to, shape, m.w);
     if (is_q || is_k) {  // weights and biases alike: the converter permuted their rows (a bias as rows of one)
       const Tensor rows{out.data, out.dtype, s.is_vector ? Shape{out.shape[0], 1} : out.shape};
       unpermute_rows(rows, is_q ? m.cfg.n_heads : m.cfg.n_kv_heads);
@@ -214,6 +221,7 @@ Model load_llama(const GgufFile& f, const LoadOptions& opt) {
   for (size_t i = 0; i < used.size(); ++i)
     if (!used[i])
       throw Error(f.where("tensor '" + f.tensors()[i].name + "' is not part of a llama model (unexpected name)"));
+  if (mapped) m.w.keep_alive.push_back(f.mapping());
   if (m.cfg.tied_head) m.w.lm_head = m.w.embed;
   m.storage = m.weight_dtypes().front().first;  // the dtype of most weight bytes (files may mix types)
   return m;
