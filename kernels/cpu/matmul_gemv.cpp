@@ -56,22 +56,26 @@ inline void dot_tile_q(const float* x, int64_t ldx, const void* w, int64_t K, fl
   vf acc[MT][R];
   for (int t = 0; t < MT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = vzero();
-  int64_t pf_due = 0;  // bytes of the next tile prefetched so far, in whole lines
+  constexpr int kPfLines = int((R * bb + 63) / 64);  // lines of the next tile per block step (a line may repeat)
   for (int64_t b = 0; b < nb; ++b) {
     if constexpr (R > 1) {
-      for (pf_due += R * bb; pf_due >= 64; pf_due -= 64, pf += 64) prefetch_l2(reinterpret_cast<const void*>(pf));
+      const uintptr_t p = pf + uintptr_t(b * R * bb);
+      for (int i = 0; i < kPfLines; ++i) prefetch_l2(reinterpret_cast<const void*>(p + 64 * i));
     }
     vf xv[MT][kQVecs];
     for (int t = 0; t < MT; ++t)
       for (int i = 0; i < kQVecs; ++i) xv[t][i] = vload(x + t * ldx + b * kQuantBlock + i * kLanes);
     for (int r = 0; r < R; ++r) {
-      vf wv[kQVecs];
-      qblock<DT>(wb + r * rb + b * bb, wv);
+      const QVecs wv = qblock<DT>(wb + r * rb + b * bb);
       for (int t = 0; t < MT; ++t)
-        for (int i = 0; i < kQVecs; ++i) acc[t][r] = vfma(wv[i], xv[t][i], acc[t][r]);
+        for (int i = 0; i < kQVecs; ++i) acc[t][r] = vfma(wv.v[i], xv[t][i], acc[t][r]);
     }
   }
-  for (int t = 0; t < MT; ++t) hsum_n<R>(acc[t], out + t * R);
+  for (int t = 0; t < MT; ++t) {
+    vf fin[R];  // (a copy: taking acc's address keeps GCC from holding it in registers through the loop)
+    for (int r = 0; r < R; ++r) fin[r] = acc[t][r];
+    hsum_n<R>(fin, out + t * R);
+  }
 }
 
 // out[t * R + r] = sum_k x[t * ldx + k] * w[r * K + k] for t < MT, r < R.

@@ -229,11 +229,17 @@ inline vf wload_part(const void* w, int64_t i, int n) {
 // Vectors per 32-weight block.
 inline constexpr int kQVecs = int(kQuantBlock) / kLanes;
 
-// w[0 .. kQVecs) = the 32 weights of the block at b (format DT), widened to f32: exactly the values
+// The 32 weights of the block at b (format DT) in kQVecs vectors, widened to f32: exactly the values
 // dequantize_blocks gives (d * q is exact in f32; Q4_1's d * q + m is rounded once, as there).
+struct QVecs {
+  vf v[kQVecs];
+};
+
 template <DType DT>
-inline void qblock(const unsigned char* b, vf* w) {
+__attribute__((always_inline)) inline QVecs qblock(const unsigned char* b) {
   static_assert(is_quantized(DT));
+  QVecs out;
+  vf* w = out.v;
 #if defined(SLLM_MM_AVX2)
   auto half = [](const unsigned char* p) {
     uint16_t h;
@@ -255,13 +261,28 @@ inline void qblock(const unsigned char* b, vf* w) {
   } else {
     constexpr int off = DT == DType::Q4_1 ? 4 : 2;
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + off));
+#if defined(SLLM_MM_AVX512)
+    // The 16 values a nibble can stand for, d q + c for q = 0..15 (one FMA: exact for Q4_0's d (q - 8), rounded
+    // once for Q4_1's d q + m, as in dequantize_blocks), looked up per weight by vpermps, which reads only the low
+    // 4 bits of each index: byte j widened to 32 bits indexes element j by its low nibble, and shifted right by 4
+    // element j + 16 (no masking, no int -> float conversion).
+    vf table;
+    if constexpr (DT == DType::Q4_1) {
+      uint32_t dm;
+      std::memcpy(&dm, b, 4);
+      const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(int(dm)));  // {d, m}
+      table = vfma(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_broadcastss_ps(f),
+                   _mm512_broadcastss_ps(_mm_movehdup_ps(f)));
+    } else {
+      table = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7), d);
+    }
+    const __m512i bytes = _mm512_cvtepu8_epi32(v);
+    w[0] = _mm512_permutexvar_ps(bytes, table);
+    w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table);
+#else
     const __m128i m4 = _mm_set1_epi8(15);
     const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);  // elements 0-15, 16-31
     const vf c = DT == DType::Q4_1 ? vset1(half(b + 2)) : vset1(-8.0f * half(b));  // w = d q + c (exact for Q4_0)
-#if defined(SLLM_MM_AVX512)
-    w[0] = vfma(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), d, c);
-    w[1] = vfma(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), d, c);
-#else
     w[0] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), d, c);
     w[1] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), d, c);
     w[2] = vfma(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), d, c);
@@ -273,6 +294,7 @@ inline void qblock(const unsigned char* b, vf* w) {
   dequantize_blocks(DT, b, kQuantBlock, tmp);
   for (int i = 0; i < kQVecs; ++i) w[i] = tmp[i];
 #endif
+  return out;
 }
 
 // The first n (< kLanes) of x[0 ..], the other lanes zero.
