@@ -43,12 +43,34 @@ test_s=$SECONDS
 cat "$LOG_DIR/cuda-tests.log" >>"$LOG"
 tail -40 "$LOG_DIR/cuda-tests.log"
 
+# A failing test: re-run just the failed tests with each optimisation switched off (no rebuild), to name the piece
+# in this same call, and run the benchmark and the CLI with every switch that made them pass.
+iso_env=()
+if [ "$test_rc" != 0 ]; then
+  failed=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$LOG_DIR/cuda-tests.log" | awk '{print $4}' | tr -d ',' | sort -u |
+    paste -sd: -)
+  if [ -n "$failed" ]; then
+    echo "== isolating the failed tests: $failed" | tee -a "$LOG"
+    for sw in SLLM_CUDA_ATTN_VEC SLLM_CUDA_GEMV_WAVE SLLM_CUDA_FOLD_NORM SLLM_CUDA_PDL; do
+      if env "$sw=0" timeout 30 "$BUILD"/sllm_cuda_tests --gtest_brief=1 --gtest_filter="$failed" \
+        >"$LOG_DIR/isolate-$sw.log" 2>&1; then
+        echo "  $sw=0: they pass" | tee -a "$LOG"
+        iso_env+=("$sw=0")
+      else
+        echo "  $sw=0: $(grep -cE '^\[  FAILED  \] [A-Za-z]' "$LOG_DIR/isolate-$sw.log") still fail" | tee -a "$LOG"
+      fi
+    done
+    [ ${#iso_env[@]} -gt 0 ] && echo "  the benchmark and the CLI run with: ${iso_env[*]}" | tee -a "$LOG"
+  fi
+fi
+
 # The benchmark right after the tests: on a short GPU slot its numbers matter most. A stage that hangs costs its
 # timeout only (worst case well under the 600 s of one device call with the defaults below).
 echo "== bench_cuda ${BENCH_ARGS:-}" | tee -a "$LOG"
 SECONDS=0
 # shellcheck disable=SC2086
-timeout "${BENCH_TIMEOUT:-240}" "$BUILD"/bench_cuda ${BENCH_ARGS:-} >"$LOG_DIR/bench.md" 2>"$LOG_DIR/bench.err"
+timeout "${BENCH_TIMEOUT:-240}" env "${iso_env[@]}" "$BUILD"/bench_cuda ${BENCH_ARGS:-} >"$LOG_DIR/bench.md" \
+  2>"$LOG_DIR/bench.err"
 bench_rc=$?
 bench_s=$SECONDS
 cat "$LOG_DIR/bench.md" "$LOG_DIR/bench.err" >>"$LOG"
@@ -68,7 +90,8 @@ cli_rc=skipped
 if [ -x "$BUILD/streamllm" ]; then
   echo "== CLI: streamllm generate / ppl --device cuda" | tee -a "$LOG"
   # The carried libraries are for streamllm alone: the rest of this script keeps the machine's own.
-  cli=(env LD_LIBRARY_PATH="$(cd "$BUILD" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BUILD"/streamllm)
+  cli=(env "${iso_env[@]}" LD_LIBRARY_PATH="$(cd "$BUILD" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    "$BUILD"/streamllm)
   fx=tests/fixtures/models/llama
   tok=data/tokenizers/bytes/tokenizer.json
   cli_rc=0
@@ -78,6 +101,9 @@ if [ -x "$BUILD/streamllm" ]; then
     timeout 20 "${cli[@]}" ppl -m "$fx" --tokenizer "$tok" -f README.md --max-tokens 3000 \
       --cache dense,window,streaming --sinks 4 --window 60 --device "$dev" >"$LOG_DIR/ppl-$dev.txt" 2>&1 || cli_rc=1
   done
+  # Block-format weights reach the GPU widened to f16 (docs/quantization.md): a Q4_0 model runs there.
+  timeout 20 "${cli[@]}" generate -m "$fx" --tokenizer "$tok" --dtype q4_0 -p "Hello" -n 32 --temp 0 --ignore-eos \
+    --device cuda -q >"$LOG_DIR/generate-q4_0.txt" 2>"$LOG_DIR/generate-q4_0.err" || cli_rc=1
   timeout 45 "${cli[@]}" generate -m "$fx" --tokenizer "$tok" -p "Hello" -n 20000 --temp 0.8 --seed 1 \
     --ignore-eos --sinks 4 --window 252 --device cuda -q >/dev/null 2>"$LOG_DIR/generate-long.err" || cli_rc=1
   if cmp -s "$LOG_DIR/generate-cpu.txt" "$LOG_DIR/generate-cuda.txt"; then
@@ -85,7 +111,7 @@ if [ -x "$BUILD/streamllm" ]; then
   else
     echo "generate: cpu and cuda DIFFER (a near-tie can flip a greedy token; see generate-*.txt)" | tee -a "$LOG"
   fi
-  cat "$LOG_DIR/generate-cuda.err" "$LOG_DIR/ppl-cpu.txt" "$LOG_DIR/ppl-cuda.txt" "$LOG_DIR/generate-long.err" |
+  cat "$LOG_DIR/generate-cuda.err" "$LOG_DIR/generate-q4_0.err" "$LOG_DIR/ppl-cpu.txt" "$LOG_DIR/ppl-cuda.txt" "$LOG_DIR/generate-long.err" |
     tee -a "$LOG"
 fi
 
@@ -94,6 +120,7 @@ echo
 echo "== summary"
 grep -E "^\[  (PASSED|FAILED|SKIPPED) \]|^\[  FAILED  \]" "$LOG_DIR/cuda-tests.log" | head -40
 echo "tests: rc $test_rc in ${test_s}s; sanitizer: rc $san_rc; cli: rc $cli_rc; bench: rc $bench_rc in ${bench_s}s"
+[ "$test_rc" != 0 ] && grep -E "^  SLLM_CUDA_" "$LOG" | sed "s/^ */isolation: /"
 tail -5 "$LOG_DIR/bench.err"
 cat "$LOG_DIR/bench.md"
 [ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ] && { [ "$san_rc" = 0 ] || [ "$san_rc" = skipped ]; } &&
