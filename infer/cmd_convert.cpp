@@ -88,8 +88,9 @@ void register_convert(CLI::App& app) {
   cmd->add_option("-m,--model", a->model, "Source model: a Hugging Face directory, a .gguf or a streamllm .h5 file")
       ->required();
   cmd->add_option("-o,--output", a->out, "Output .h5 file (written atomically)")->required();
-  cmd->add_option("--dtype", a->dtype, "Store the weight matrices as f32, f16, bf16, q8_0, q4_0 or q4_1 (default: as in the source, GGUF blocks included)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"}));
+  cmd->add_option("--dtype", a->dtype,
+                  "Store the weight matrices as f32, f16, bf16, q8_0, q4_0 or q4_1 (default: as in the source, GGUF "
+                  "blocks included)");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json to store instead of the model's own")
       ->check(CLI::ExistingFile);
   cmd->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -503,6 +503,7 @@ struct Micro {
   bool extra_tensor = false;
   bool drop_ffn_up = false;
   uint64_t embd_rows = 8;
+  bool misalign = false;  // general.alignment 2 and every tensor 2 bytes off a 4-byte boundary in memory
 };
 
 // hidden 32, 2 heads of 16 (1 KV head), ffn 32, 1 layer, vocab 8, all F32; GGUF row r of attn_q / attn_k is filled
@@ -522,21 +523,44 @@ std::string micro_llama(const Micro& o) {
   if (o.extra_tensor) ts.push_back({"blk.0.attn_rot_embd", {32}});
   if (o.drop_ffn_up) ts.erase(ts.begin() + 8);
   Bytes b;
-  b.header(ts.size(), 9);
+  b.header(ts.size(), o.misalign ? 10 : 9);
+  if (o.misalign) b.kv_u32("general.alignment", 2);
   b.kv_str("general.architecture", o.arch).kv_u32("llama.embedding_length", 32).kv_u32("llama.block_count", 1);
   b.kv_u32("llama.feed_forward_length", 32).kv_u32("llama.attention.head_count", 2);
   b.kv_u32("llama.attention.head_count_kv", 1).kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   b.kv_u32("llama.vocab_size", 8).kv_f32("llama.rope.freq_base", 10000.0f);
   std::string data;
   uint64_t off = 0;
+  std::vector<std::vector<float>> values;
   for (const T& t : ts) {
     uint64_t n = 1;
     for (uint64_t d : t.ne) n *= d;
-    b.tensor(t.name, t.ne, 0, off);
     std::vector<float> v(n, 0.5f);
     if (t.name == "blk.0.attn_q.weight" || t.name == "blk.0.attn_k.weight")
       for (uint64_t i = 0; i < n; ++i) v[i] = float(i / t.ne[0]);  // row index
-    data.append(reinterpret_cast<const char*>(v.data()), n * 4);
+    values.push_back(std::move(v));
+  }
+  if (o.misalign) {
+    // The tensor infos come before the data, so their size is known from the offsets' count alone: write the
+    // infos with offsets of a 2-byte lead, then check where the data section starts (the mapping is page-aligned,
+    // so file offsets are address offsets mod 4) and shift the lead to land 2 bytes off a 4-byte boundary.
+    Bytes probe = b;
+    for (size_t i = 0; i < ts.size(); ++i) probe.tensor(ts[i].name, ts[i].ne, 0, 0);
+    probe.pad(2);
+    const uint64_t lead = probe.s.size() % 4 == 0 ? 2 : 0;
+    off = lead;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      b.tensor(ts[i].name, ts[i].ne, 0, off);
+      off += values[i].size() * 4;
+    }
+    b.pad(2);
+    b.s.append(lead, '\0');
+    for (const auto& v : values) b.s.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+    return b.s;
+  }
+  for (size_t i = 0; i < ts.size(); ++i) {
+    b.tensor(ts[i].name, ts[i].ne, 0, off);
+    data.append(reinterpret_cast<const char*>(values[i].data()), values[i].size() * 4);
     while (data.size() % 32) data.push_back('\0');
     off = data.size();
   }
@@ -576,6 +600,21 @@ TEST(GgufModel, MicroLlamaLoadsAndUnpermutesQK) {
   EXPECT_EQ(h.model.w.layers[0].wq.dtype, DType::BF16);
   EXPECT_EQ(h.model.w.layers[0].attn_norm_w.dtype, DType::F32);
   EXPECT_EQ(bf16_to_f32(h.model.w.layers[0].wq.as<uint16_t>()[3 * 32]), 6.0f);  // HF row 3 = GGUF row 6
+}
+
+// Matrices stored as they are computed with are used in place in the mapping, unless a float tensor is not on its
+// element size (general.alignment may be 2): then it is copied, and reads stay aligned.
+TEST(GgufModel, InPlaceOnlyWhenAligned) {
+  ModelBundle a = load_gguf(temp_file("micro.gguf", micro_llama({})), {});
+  EXPECT_FALSE(a.model.w.keep_alive.empty()) << "nothing was used in place";
+  Micro m;
+  m.misalign = true;
+  ModelBundle b = load_gguf(temp_file("micro_misaligned.gguf", micro_llama(m)), {});
+  for (const Tensor* t : {&b.model.w.embed, &b.model.w.layers[0].wo, &b.model.w.layers[0].w_down}) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 4, 0u);
+    EXPECT_EQ(t->as<float>()[7], 0.5f);
+  }
+  EXPECT_TRUE(b.model.w.keep_alive.empty()) << "a misaligned tensor was used in place";
 }
 
 std::string load_error(const std::string& bytes) {

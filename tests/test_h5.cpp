@@ -210,7 +210,13 @@ TEST(H5, BlockFormatsRoundTrip) {
     const auto a = logits(direct, ids), b = logits(back.model, ids);
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << dtype_name(dt);
     EXPECT_LT(fs::file_size(path), fs::file_size(d / "ref.h5")) << dtype_name(dt) << " is not smaller than f32";
+    EXPECT_FALSE(back.model.w.keep_alive.empty()) << "the blocks were read, not mapped";
   }
+  // Rows that are not whole blocks (MPT's 48-wide fixture) are refused by name, and nothing is left behind.
+  const ModelBundle mpt = load_bundle(kDir + "mpt");
+  expect_error([&] { save_h5(mpt, d / "mpt.h5", DType::Q4_0); },
+               {d / "mpt.h5", "transformer.wte.weight", "[256, 48]", "not whole blocks of 32"});
+  EXPECT_FALSE(fs::exists(d / "mpt.h5"));
 }
 
 // LoadOptions::dtype applies to .h5 files as to HF directories.
@@ -392,6 +398,30 @@ TEST_F(H5Bad, FutureVersion) {
   // A newer minor version only adds what this reader may ignore.
   const auto q = patched("v1_7.h5", [](h5::File& f) { h5::write_attr(f, f.id(), "/", "streamllm.version_minor", int64_t(7)); });
   EXPECT_NO_THROW(load_h5(q, {}));
+}
+
+// Opaque datasets are block-format tensors only with our tag and the format's block size.
+TEST_F(H5Bad, OpaqueTypesOtherThanOurBlocks) {
+  const std::string name = "model.layers.0.self_attn.q_proj.weight";  // (64, 64): 2 blocks per row
+  std::vector<unsigned char> bytes(64 * 2 * 34, 0);
+  struct Case {
+    const char* tag;
+    size_t size;
+  };
+  for (const Case c : {Case{"streamllm.ggml.q5_0", 34}, Case{"streamllm.ggml.q8_0", 33}, Case{"numpy void", 34}}) {
+    const auto p = patched("opaque.h5", [&](h5::File&) {});
+    h5::Id t(H5Tcreate(H5T_OPAQUE, c.size));
+    H5Tset_tag(t.get(), c.tag);
+    replace_weight(p, name, t.get(), {64, 2}, false, t.get(), bytes.data());
+    expect_error([&] { load_h5(p, {}); }, {p, name, "not a float type"});
+  }
+  // The right tag and size: accepted (all-zero blocks are valid q8_0 weights).
+  const auto p = patched("opaque_ok.h5", [&](h5::File&) {});
+  h5::Id t(H5Tcreate(H5T_OPAQUE, 34));
+  H5Tset_tag(t.get(), "streamllm.ggml.q8_0");
+  replace_weight(p, name, t.get(), {64, 2}, false, t.get(), bytes.data());
+  const ModelBundle b = load_h5(p, {});
+  EXPECT_EQ(b.model.w.layers[0].wq.dtype, DType::Q8_0);
 }
 
 TEST_F(H5Bad, WrongShape) {

@@ -16,6 +16,7 @@
 // `tokenizer.ggml.pre`; SentencePiece-style BPE with byte fallback for "llama", with merges derived from the scores
 // the way transformers' generate_merges() derives them.
 #include <algorithm>          // std::stable_sort, std::min
+#include <cstdint>            // uintptr_t
 #include <cstring>            // std::memcpy, std::strlen
 #include <memory>             // std::make_shared
 #include <nlohmann/json.hpp>  // nlohmann::json
@@ -205,13 +206,21 @@ Model load_llama(const GgufFile& f, const LoadOptions& opt) {
                           ", which does not match the config (expected " + s.shape.str() + ")"));
     const DType to = s.is_vector ? DType::F32 : opt.dtype ? *opt.dtype : native_dtype(t->type);
     const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;
-    if (!s.is_vector && !is_q && !is_k && to == native_dtype(t->type)) {
+    const bool aligned = is_quantized(to) || reinterpret_cast<uintptr_t>(t->data) % dtype_size(to) == 0;
+    if (!s.is_vector && !is_q && !is_k && to == native_dtype(t->type) && aligned) {
       // Stored as we compute with it: used in place in the mapped file (no copy; pages are read on first use).
+      // Block formats are read with unaligned loads; a float tensor must sit on its element size (general.alignment
+      // may be any power of two), else it is copied below.
       *s.dst = Tensor{const_cast<unsigned char*>(t->data), to, shape};
       mapped = true;
       return;
     }
-    Tensor out = decode_tensor(*t, to, shape, m.w);
+    Tensor out;
+    try {
+      out = decode_tensor(*t, to, shape, m.w);
+    } catch (const Error& e) {  // (a block format that does not fit the rows)
+      throw Error(f.where(where + ": " + e.what()));
+    }
     if (is_q || is_k) {  // weights and biases alike: the converter permuted their rows (a bias as rows of one)
       const Tensor rows{out.data, out.dtype, s.is_vector ? Shape{out.shape[0], 1} : out.shape};
       unpermute_rows(rows, is_q ? m.cfg.n_heads : m.cfg.n_kv_heads);

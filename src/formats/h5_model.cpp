@@ -105,7 +105,12 @@ std::vector<Item> items_of(const Model& m, std::optional<DType> storage, const s
     }
     if (!(s.dst->shape == s.shape))
       throw Error(path + ": tensor '" + s.name + "' has shape " + s.dst->shape.str() + ", the config says " + s.shape.str());
-    items.push_back({s.name, *s.dst, s.is_vector ? DType::F32 : out_dtype(s.dst->dtype, storage)});
+    const DType out = s.is_vector ? DType::F32 : out_dtype(s.dst->dtype, storage);
+    const int64_t row = s.shape[s.shape.ndim - 1];
+    if (is_quantized(out) && row % kQuantBlock != 0)
+      throw Error(path + ": tensor '" + s.name + "' " + s.shape.str() + " cannot be stored as " + dtype_name(out) +
+                  ": its rows of " + std::to_string(row) + " are not whole blocks of " + std::to_string(kQuantBlock));
+    items.push_back({s.name, *s.dst, out});
   });
   return items;
 }
@@ -223,7 +228,11 @@ Tensor load_tensor(const h5::File& f, hid_t weights, const WeightSlot& s, const 
     w.owned.push_back(std::move(buf));
   }
   const DType want = s.is_vector ? DType::F32 : opt.dtype.value_or(have);
-  return retype(t, want, w);
+  try {
+    return retype(t, want, w);
+  } catch (const Error& e) {  // (a block format that does not fit the rows)
+    throw Error(where.str() + ": " + e.what());
+  }
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ class File;
 inline constexpr const char* kH5FormatModel = "streamllm-model";
 inline constexpr const char* kH5FormatCheckpoint = "streamllm-checkpoint";
 // Root attributes "streamllm.version" (major) and "streamllm.version_minor". A reader refuses a newer major
-// version; minor versions only add things older readers may ignore.
+// version; a minor version adds things an older reader either ignores or refuses with a clear error, never
+// misreads (1.1's block-format datasets: a 1.0 reader says their opaque type is not a float type).
 inline constexpr int kH5VersionMajor = 1;
 inline constexpr int kH5VersionMinor = 1;  // 1.1: matrices may be stored in the block formats (q8_0, q4_0, q4_1)
 

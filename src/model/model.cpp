@@ -83,7 +83,11 @@ Model load_model(const std::string& path, const LoadOptions& opt) {
       // A view into the mapped file may be unaligned; the copy above is aligned, but f32 views are used as-is.
     } else {
       const DType to = opt.dtype ? *opt.dtype : t.dtype;
-      *s.dst = retype(t, to, m.w);
+      try {
+        *s.dst = retype(t, to, m.w);
+      } catch (const Error& e) {  // (a block format that does not fit the rows)
+        throw Error(where + ": " + e.what());
+      }
       if (first_matrix) m.storage = to;
       first_matrix = false;
     }
