@@ -87,8 +87,8 @@ Loaded load(const ModelArgs& a, bool need_tokenizer) {
   // A tiny model's per-token work is a few microseconds per op; OpenMP barriers cost as much on an idle machine and
   // 10-100x more on a busy one (a spinning thread waits for a descheduled one). Measured with the 1.3M-parameter
   // demo model on 2 busy cores: 5,650 tok/s decode on one thread, 59 on two.
-  // Counted in parameters (8M, 16 MiB of f16), not stored bytes: a block-format weight costs more work per byte.
-  constexpr int64_t kSmallModelParams = int64_t(8) << 20;
+  // Counted in parameters (4M: 16 MiB of f32), not stored bytes: a block-format weight costs more work per byte.
+  constexpr int64_t kSmallModelParams = int64_t(4) << 20;
   if (a.threads == 0 && l.model.cfg.n_params() < kSmallModelParams) omp_set_num_threads(1);
   if (l.tok && l.tok->vocab_size() > l.model.cfg.vocab_size)
     throw Error(tok_src + ": tokenizer has " + std::to_string(l.tok->vocab_size()) +
