@@ -35,7 +35,7 @@ void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own")
       ->check(CLI::ExistingFile);
   app.add_option("-t,--threads", a.threads,
-                 "CPU threads (default: all cores; one for models under 16 MiB of weights, where the cost of "
+                 "CPU threads (default: all cores; one for models under 4M parameters, where the cost of "
                  "synchronising threads exceeds the work)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--device", a.device,
