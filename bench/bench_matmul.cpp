@@ -7,7 +7,7 @@
 // that together are many times the L3. Then: a whole decode token (the model's 211 linear calls in order), the
 // OpenMP fork/join cost, and the GEMV / GEMM crossover.
 //
-// Usage: bench_matmul [--quick] [--peak GFLOPS] [--threads N] [--t 1,8,512] [--dtype bf16] [--table-only]
+// Usage: bench_matmul [--quick] [--peak GFLOPS] [--threads N] [--t 1,8,512] [--dtype q4_1] [--table-only]
 #include <omp.h>  // omp_get_max_threads, omp_set_num_threads
 
 #include <algorithm>  // std::sort, std::max, std::min
@@ -24,6 +24,7 @@
 #include "cpu/matmul.h"           // sllm::cpu::linear
 #include "cpu/matmul_internal.h"  // linear_gemv, linear_gemm, linear_isa_name, linear_gemm_min_tokens
 #include "cpu/matmul_simd.h"      // mm::vf, mm::vload, mm::vadd, mm::hsum (the bandwidth probe)
+#include "cpu/quant.h"            // quantize_blocks
 
 namespace {
 
@@ -137,13 +138,20 @@ struct WeightPool {
   size_t bytes = 0;  // one matrix
   int copies = 0;
   WeightPool(int64_t N, int64_t K, DType dt, size_t min_pool_bytes) {
-    bytes = size_t(N * K) * sllm::dtype_size(dt);
+    bytes = sllm::dtype_bytes(dt, N * K);
     copies = int(std::max<size_t>(2, (min_pool_bytes + bytes - 1) / bytes));
     buf = alloc(bytes * size_t(copies));
-    std::vector<uint8_t> pattern(size_t(1) << 20);  // 1 MiB of random values, repeated
+    // ~1 MiB of random values, repeated (a whole number of blocks for a block format, so blocks stay whole).
+    const size_t bb = sllm::dtype_block_bytes(dt);
+    std::vector<uint8_t> pattern(((size_t(1) << 20) / bb) * bb);
     std::mt19937 rng(42);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (size_t i = 0; i < pattern.size(); i += sllm::dtype_size(dt)) {
+    if (sllm::is_quantized(dt)) {
+      std::vector<float> f(pattern.size() / bb * size_t(sllm::kQuantBlock));
+      for (float& v : f) v = u(rng);
+      sllm::quantize_blocks(f.data(), int64_t(f.size()), dt, pattern.data());
+    }
+    for (size_t i = 0; !sllm::is_quantized(dt) && i < pattern.size(); i += sllm::dtype_size(dt)) {
       const float v = u(rng);
       if (dt == DType::F32) std::memcpy(&pattern[i], &v, 4);
       if (dt == DType::F16) {
@@ -171,7 +179,7 @@ constexpr Shape kShapes[] = {{576, 576, "q/o 576x576"},
                              {576, 1536, "gate/up 576->1536"},
                              {1536, 576, "down 1536->576"},
                              {576, 49152, "lm_head 576->49152"}};
-constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
+constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1};
 
 using LinearFn = void (*)(const float*, int64_t, int64_t, int64_t, const void*, DType, int64_t, const float*, float*,
                           int64_t);
@@ -211,10 +219,10 @@ int main(int argc, char** argv) {
       }
     } else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) {
       const char* d = argv[++i];
-      dtypes = {!std::strcmp(d, "f16") ? DType::F16 : !std::strcmp(d, "bf16") ? DType::BF16 : DType::F32};
+      dtypes = {sllm::parse_dtype(d)};
     } else {
       std::printf(
-          "usage: %s [--quick] [--peak GFLOPS] [--threads N] [--t 1,8,512] [--dtype f32|f16|bf16] "
+          "usage: %s [--quick] [--peak GFLOPS] [--threads N] [--t 1,8,512] [--dtype f32|f16|bf16|q8_0|q4_0|q4_1] "
           "[--table-only]\n",
           argv[0]);
       return 2;
@@ -276,10 +284,10 @@ int main(int argc, char** argv) {
     for (int l = 0; l < 30; ++l)
       for (const auto& kn : layer) {
         calls.push_back({kn[0], kn[1], total});
-        total += size_t(kn[0] * kn[1]) * sllm::dtype_size(dt);
+        total += sllm::dtype_bytes(dt, kn[0] * kn[1]);
       }
     calls.push_back({576, 49152, total});
-    total += size_t(576 * 49152) * sllm::dtype_size(dt);
+    total += sllm::dtype_bytes(dt, 576 * 49152);
     Buffer w = alloc(total);
     std::memset(w.get(), 0, total);
     const double bw = probe.read_gbs(5);

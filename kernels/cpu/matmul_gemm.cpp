@@ -148,9 +148,14 @@ void pack_w(const void* w, int64_t rows, int64_t K, float* wp) {
   if constexpr (is_quantized(DT)) {
     thread_local AlignedScratch rows_f32;
     float* f = rows_f32.get(size_t(rows * K));
-    const size_t rb = dtype_bytes(DT, K);
-    for (int64_t r = 0; r < rows; ++r)
-      dequantize_blocks(DT, static_cast<const char*>(w) + size_t(r) * rb, K, f + r * K);
+    const size_t rb = dtype_bytes(DT, K), bb = dtype_block_bytes(DT);
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto* row = static_cast<const unsigned char*>(w) + size_t(r) * rb;
+      for (int64_t b = 0; b < K / kQuantBlock; ++b) {  // the GEMV's in-register widening, stored
+        const QVecs q = qblock<DT>(row + size_t(b) * bb);
+        for (int i = 0; i < kQVecs; ++i) vstore(f + r * K + b * kQuantBlock + i * kLanes, q.v[i]);
+      }
+    }
     pack_w_float<DType::F32>(f, rows, K, wp);
   } else {
     pack_w_float<DT>(w, rows, K, wp);
