@@ -197,18 +197,19 @@ TEST(Matmul, SmolLMShape) {
 
 // The work split depends on the thread count but the arithmetic per output does not: results are bit-identical
 // on 1 and on all threads.
-TEST(Matmul, ThreadCountInvariant) {
+void expect_thread_count_invariant(DType dt, int64_t T, int64_t K, int64_t N, uint32_t seed) {
   const int nt = omp_get_max_threads();
+  const Problem pr(T, K, N, dt, true, seed);
+  const std::vector<float> multi = pr.run_and_check(&linear, "multi-threaded");
+  omp_set_num_threads(1);
+  const std::vector<float> single = pr.run_and_check(&linear, "single-threaded");
+  omp_set_num_threads(nt);
+  EXPECT_EQ(std::memcmp(multi.data(), single.data(), multi.size() * sizeof(float)), 0) << dtype_name(dt) << " T=" << T;
+}
+
+TEST(Matmul, ThreadCountInvariant) {
   for (DType dt : kDTypes)
-    for (int64_t T : {1, 7, 70}) {
-      const Problem pr(T, 200, 75, dt, true, uint32_t(5 + T));
-      const std::vector<float> multi = pr.run_and_check(&linear, "multi-threaded");
-      omp_set_num_threads(1);
-      const std::vector<float> single = pr.run_and_check(&linear, "single-threaded");
-      omp_set_num_threads(nt);
-      EXPECT_EQ(std::memcmp(multi.data(), single.data(), multi.size() * sizeof(float)), 0)
-          << dtype_name(dt) << " T=" << T;
-    }
+    for (int64_t T : {1, 7, 70}) expect_thread_count_invariant(dt, T, 200, 75, uint32_t(5 + T));
 }
 
 TEST(Matmul, DispatchThreshold) {
@@ -266,17 +267,8 @@ TEST(MatmulQuant, LongKAndRowBlockRemainders) {
 }
 
 TEST(MatmulQuant, ThreadCountInvariant) {
-  const int nt = omp_get_max_threads();
   for (DType dt : kQTypes)
-    for (int64_t T : {1, 3, 70}) {
-      const Problem pr(T, 640, 75, dt, true, uint32_t(9 + T));
-      const std::vector<float> multi = pr.run_and_check(&linear, "multi-threaded");
-      omp_set_num_threads(1);
-      const std::vector<float> single = pr.run_and_check(&linear, "single-threaded");
-      omp_set_num_threads(nt);
-      EXPECT_EQ(std::memcmp(multi.data(), single.data(), multi.size() * sizeof(float)), 0)
-          << dtype_name(dt) << " T=" << T;
-    }
+    for (int64_t T : {1, 3, 70}) expect_thread_count_invariant(dt, T, 640, 75, uint32_t(9 + T));
 }
 
 TEST(MatmulQuant, RejectsRowsThatAreNotWholeBlocks) {

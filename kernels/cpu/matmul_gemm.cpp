@@ -268,28 +268,7 @@ void gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int6
 
 void linear_gemm(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
                  const float* bias, float* Y, int64_t ldy) {
-  switch (wtype) {
-    case DType::F32:
-      gemm<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy, false);
-      break;
-    case DType::F16:
-      gemm<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy, false);
-      break;
-    case DType::BF16:
-      gemm<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy, false);
-      break;
-    case DType::Q8_0:
-      gemm<DType::Q8_0>(X, T, K, ldx, W, N, bias, Y, ldy, false);
-      break;
-    case DType::Q4_0:
-      gemm<DType::Q4_0>(X, T, K, ldx, W, N, bias, Y, ldy, false);
-      break;
-    case DType::Q4_1:
-      gemm<DType::Q4_1>(X, T, K, ldx, W, N, bias, Y, ldy, false);
-      break;
-    default:
-      break;  // the front-end (linear) rejects other dtypes
-  }
+  with_weight_dtype(wtype, [&]<DType DT>() { gemm<DT>(X, T, K, ldx, W, N, bias, Y, ldy, false); });
 }
 
 void gemm_nt(const float* A, int64_t M, int64_t K, int64_t lda, const float* B, int64_t N, float* C, int64_t ldc,

@@ -196,28 +196,7 @@ void gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, int6
 
 void linear_gemv(const float* X, int64_t T, int64_t K, int64_t ldx, const void* W, DType wtype, int64_t N,
                  const float* bias, float* Y, int64_t ldy) {
-  switch (wtype) {
-    case DType::F32:
-      gemv<DType::F32>(X, T, K, ldx, W, N, bias, Y, ldy);
-      break;
-    case DType::F16:
-      gemv<DType::F16>(X, T, K, ldx, W, N, bias, Y, ldy);
-      break;
-    case DType::BF16:
-      gemv<DType::BF16>(X, T, K, ldx, W, N, bias, Y, ldy);
-      break;
-    case DType::Q8_0:
-      gemv<DType::Q8_0>(X, T, K, ldx, W, N, bias, Y, ldy);
-      break;
-    case DType::Q4_0:
-      gemv<DType::Q4_0>(X, T, K, ldx, W, N, bias, Y, ldy);
-      break;
-    case DType::Q4_1:
-      gemv<DType::Q4_1>(X, T, K, ldx, W, N, bias, Y, ldy);
-      break;
-    default:
-      break;  // the front-end (linear) rejects other dtypes
-  }
+  with_weight_dtype(wtype, [&]<DType DT>() { gemv<DT>(X, T, K, ldx, W, N, bias, Y, ldy); });
 }
 
 }  // namespace sllm::cpu

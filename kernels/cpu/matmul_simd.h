@@ -147,6 +147,21 @@ struct Vec<1> {
   static T fma(T a, T b, T c) { return a * b + c; }
 };
 
+// Calls f.template operator()<DT>() for the weight dtype wtype (the dtypes `linear` accepts; others: no call), so
+// that each kernel file instantiates its templates for every weight dtype from one list.
+template <class F>
+inline void with_weight_dtype(DType wtype, F&& f) {
+  switch (wtype) {
+    case DType::F32: return f.template operator()<DType::F32>();
+    case DType::F16: return f.template operator()<DType::F16>();
+    case DType::BF16: return f.template operator()<DType::BF16>();
+    case DType::Q8_0: return f.template operator()<DType::Q8_0>();
+    case DType::Q4_0: return f.template operator()<DType::Q4_0>();
+    case DType::Q4_1: return f.template operator()<DType::Q4_1>();
+    default: return;  // the front-end (linear) rejects other dtypes
+  }
+}
+
 // Prefetch into L2 (no-op without SSE): weight streams that the hardware prefetcher does not see coming.
 inline void prefetch_l2(const void* p) {
 #if defined(SLLM_MM_AVX2)
