@@ -152,19 +152,24 @@ std::string describe(Path p, const Problem& pr, bool bias) {
 constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
 constexpr Path kPaths[] = {Path::kLinear, Path::kGemv, Path::kGemm};
 
+// Every dtype x T x (K, N) through every path, a bias on every other problem; seeds count up from `seed`.
+template <class DTs, class Ts, class KNs>
+void check_every_path(const DTs& dtypes, const Ts& ts, const KNs& kns, uint32_t seed) {
+  for (DType dt : dtypes)
+    for (int64_t T : ts)
+      for (const auto& kn : kns) {
+        const bool bias = (seed % 2) == 0;
+        const Problem pr(T, kn[0], kn[1], dt, bias, seed++);
+        for (Path p : kPaths) pr.run_and_check(path_fn(p), describe(p, pr, bias));
+      }
+}
+
 // Odd shapes: K not a multiple of 16 / 32, N not a multiple of any row block (8, 12), T around every token
 // group / block size, strided X and Y.
 TEST(Matmul, OddShapesAllPathsAllDtypes) {
   const int64_t Ts[] = {1, 2, 3, 5, 8, 17, 20, 25, 64, 130};
   const int64_t KNs[][2] = {{1, 1}, {7, 5}, {33, 13}, {100, 37}, {579, 29}};
-  uint32_t seed = 1;
-  for (DType dt : kDTypes)
-    for (int64_t T : Ts)
-      for (const auto& kn : KNs) {
-        const bool bias = (seed % 2) == 0;
-        const Problem pr(T, kn[0], kn[1], dt, bias, seed++);
-        for (Path p : kPaths) pr.run_and_check(path_fn(p), describe(p, pr, bias));
-      }
+  check_every_path(kDTypes, Ts, KNs, 1);
 }
 
 // Full row blocks plus every possible remainder, both paths, on a K that is a multiple of the vector width.
@@ -243,14 +248,7 @@ constexpr DType kQTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1};
 TEST(MatmulQuant, ShapesAllPathsAllFormats) {
   const int64_t Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 17, 33};
   const int64_t KNs[][2] = {{32, 1}, {32, 13}, {64, 8}, {96, 29}, {576, 37}, {1536, 12}};
-  uint32_t seed = 300;
-  for (DType dt : kQTypes)
-    for (int64_t T : Ts)
-      for (const auto& kn : KNs) {
-        const bool bias = (seed % 2) == 0;
-        const Problem pr(T, kn[0], kn[1], dt, bias, seed++);
-        for (Path p : kPaths) pr.run_and_check(path_fn(p), describe(p, pr, bias));
-      }
+  check_every_path(kQTypes, Ts, KNs, 300);
 }
 
 TEST(MatmulQuant, LongKAndRowBlockRemainders) {

@@ -66,6 +66,13 @@ DType parse_dtype(const std::string& s) {
   throw Error("unknown dtype '" + s + "' (expected f32, f16, bf16, q8_0, q4_0 or q4_1)");
 }
 
+void check_whole_blocks(DType t, const Shape& shape) {
+  const int64_t row = shape.ndim ? shape[shape.ndim - 1] : 1;
+  if (is_quantized(t) && row % kQuantBlock != 0)
+    throw Error("cannot store a " + shape.str() + " tensor as " + dtype_name(t) + ": its rows of " +
+                std::to_string(row) + " are not whole blocks of " + std::to_string(kQuantBlock));
+}
+
 void to_f32(const void* src, DType t, size_t n, float* dst) {
   switch (t) {
     case DType::F32: std::memcpy(dst, src, n * 4); return;

@@ -58,6 +58,11 @@ struct Tensor {
   template <class T> T* as() const { return static_cast<T*>(data); }
 };
 
+// Throws sllm::Error unless a tensor of `shape` can be stored as `t`: a block format needs rows (the last
+// dimension) of whole 32-element blocks. "cannot store a [256, 48] tensor as q4_0: its rows of 48 are not whole
+// blocks of 32"; callers prefix the file and tensor.
+void check_whole_blocks(DType t, const Shape& shape);
+
 // Converts n elements of src (any float or block dtype; n whole blocks for the latter) to f32.
 void to_f32(const void* src, DType t, size_t n, float* dst);
 // Converts n f32 elements to dst dtype (F32/F16/BF16, round to nearest even; a block format as ggml quantises).

@@ -135,11 +135,9 @@ Tensor decode_tensor(const TensorInfo& t, DType to, const Shape& shape, ModelWei
   if (to != DType::F32 && to != DType::F16 && to != DType::BF16 && !is_quantized(to))
     throw Error(std::string("GGUF: cannot store weights as ") + dtype_name(to));
   const int64_t n = t.numel();
-  if (is_quantized(to) && shape[shape.ndim - 1] % kQuantBlock != 0)
-    throw Error(std::string("GGUF: cannot store a ") + shape.str() + " tensor as " + dtype_name(to) +
-                ": its rows are not whole blocks of 32");
+  check_whole_blocks(to, shape);
   Buffer b(dtype_bytes(to, n));
-  if (native_dtype(t.type) == to && (gguf::ggml_block_elems(t.type) == 1 || is_quantized(to))) {
+  if (native_dtype(t.type) == to) {
     std::memcpy(b.data(), t.data, size_t(t.nbytes));  // same representation: a plain copy
   } else {
     constexpr int64_t kChunk = int64_t(1) << 14;  // a multiple of every block size

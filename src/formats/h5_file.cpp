@@ -466,10 +466,10 @@ std::string describe_type(hid_t type) {
 Id create_tensor(const File& f, hid_t loc, const std::string& loc_path, const std::string& name, DType t,
                  const Shape& shape) {
   const std::string where = f.path() + ":" + join(loc_path, name);
+  const Shape st = stored_shape(t, shape);
   hsize_t dims[kMaxDims];
-  for (int i = 0; i < shape.ndim; ++i) dims[i] = hsize_t(shape[i]);
-  if (is_quantized(t)) dims[shape.ndim - 1] /= hsize_t(kQuantBlock);
-  Id sp = check(H5Screate_simple(shape.ndim, dims, nullptr), where, "cannot make a dataspace");
+  for (int i = 0; i < st.ndim; ++i) dims[i] = hsize_t(st[i]);
+  Id sp = check(H5Screate_simple(st.ndim, dims, nullptr), where, "cannot make a dataspace");
   Id dc = plist(H5P_DATASET_CREATE);
   no_times(dc.get());
   check(H5Pset_layout(dc.get(), H5D_CONTIGUOUS), where, "cannot set the layout");

@@ -106,10 +106,11 @@ std::vector<Item> items_of(const Model& m, std::optional<DType> storage, const s
     if (!(s.dst->shape == s.shape))
       throw Error(path + ": tensor '" + s.name + "' has shape " + s.dst->shape.str() + ", the config says " + s.shape.str());
     const DType out = s.is_vector ? DType::F32 : out_dtype(s.dst->dtype, storage);
-    const int64_t row = s.shape[s.shape.ndim - 1];
-    if (is_quantized(out) && row % kQuantBlock != 0)
-      throw Error(path + ": tensor '" + s.name + "' " + s.shape.str() + " cannot be stored as " + dtype_name(out) +
-                  ": its rows of " + std::to_string(row) + " are not whole blocks of " + std::to_string(kQuantBlock));
+    try {
+      check_whole_blocks(out, s.shape);
+    } catch (const Error& e) {
+      throw Error(path + ": tensor '" + s.name + "': " + e.what());
+    }
     items.push_back({s.name, *s.dst, out});
   });
   return items;

@@ -1,7 +1,6 @@
 #include "model/model.h"
 
 #include <algorithm>   // std::find_if, std::stable_sort
-#include <cstring>     // std::memcpy
 #include <filesystem>  // std::filesystem
 #include <random>      // std::mt19937_64, std::normal_distribution
 
@@ -109,10 +108,8 @@ Model random_model(const ModelConfig& cfg, DType storage, uint64_t seed) {
     if (!s.required) return;                                       // no biases
     const DType dt = s.is_vector ? DType::F32 : storage;
     const size_t n = size_t(s.shape.numel());
-    std::vector<float> tmp(n);
-    for (auto& v : tmp) v = s.is_vector ? 1.0f : nd(rng);
     Buffer b(n * 4);
-    std::memcpy(b.data(), tmp.data(), n * 4);
+    for (size_t i = 0; i < n; ++i) b.as<float>()[i] = s.is_vector ? 1.0f : nd(rng);
     *s.dst = retype(Tensor{b.data(), DType::F32, s.shape}, dt, m.w);  // checks that a block format fits the rows
     if (dt == DType::F32) m.w.owned.push_back(std::move(b));
   });

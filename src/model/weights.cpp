@@ -4,7 +4,6 @@
 #include <algorithm>  // std::min
 #include <vector>     // std::vector
 
-#include "core/error.h"  // Error
 
 namespace sllm {
 
@@ -92,11 +91,8 @@ void for_each_weight(const ModelConfig& c, ModelWeights& w, const std::function<
 
 Tensor retype(const Tensor& t, DType to, ModelWeights& w) {
   if (t.dtype == to) return t;
-  const int64_t row = t.shape.ndim ? t.shape[t.shape.ndim - 1] : 1;
-  for (DType d : {t.dtype, to})
-    if (is_quantized(d) && row % kQuantBlock != 0)
-      throw Error("cannot store a " + t.shape.str() + " tensor as " + dtype_name(d) + ": its rows of " +
-                  std::to_string(row) + " are not whole blocks of " + std::to_string(kQuantBlock));
+  check_whole_blocks(t.dtype, t.shape);
+  check_whole_blocks(to, t.shape);
   const size_t n = size_t(t.numel());
   Buffer b(dtype_bytes(to, int64_t(n)));
   constexpr size_t kBlock = 1 << 16;  // convert through a small f32 block, not a whole f32 copy (a multiple of 32)
