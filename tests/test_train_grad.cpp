@@ -478,6 +478,15 @@ TEST_P(TrainGradModel, MeanLossGradient) {
   std::vector<float> g15(g.size());
   be->download(g15.data(), m.grads(), g15.size());
   for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g15[i], 1.5f * g[i], 1e-6f + 1e-6f * std::fabs(g[i])) << i;
+  // forward_backward_added builds the micro-batch's gradient on its own and adds it whole: exactly g15 + h, h the
+  // gradient of a pass from zero (what a data-parallel rank contributes; train/comm.h).
+  EXPECT_EQ(m.forward_backward_added(ids.data(), tgt.data(), B, T, 0.5f), mean);
+  std::vector<float> added(g.size()), h(g.size());
+  be->download(added.data(), m.grads(), added.size());
+  m.zero_grads();
+  m.forward_backward(ids.data(), tgt.data(), B, T, 0.5f);
+  be->download(h.data(), m.grads(), h.size());
+  for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(added[i], g15[i] + h[i]) << i;
 
   auto loss = [&] {
     int64_t s = 0;

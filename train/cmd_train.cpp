@@ -1,10 +1,13 @@
 // `streamllm train --config configs/<name>.toml [--<option> value ...]`: pre-trains a sink-token model
 // (train/trainer.h). Every option is a flag and a key of the TOML config file (flags given on the command line
 // win over the file). docs/training.md describes the options, the output directory and resuming.
-#include <cstdio>  // std::printf
+#include <cstdio>   // std::printf, std::fprintf
+#include <cstdlib>  // std::exit
+#include <memory>   // std::unique_ptr
 
 #include "core/error.h"  // Error
 #include "infer/common.h"
+#include "train/comm.h"     // make_comm, on_every_rank, SharedError
 #include "train/trainer.h"  // TrainOptions, run_training
 
 namespace sllm::cli {
@@ -99,9 +102,26 @@ void register_train(CLI::App& app) {
   sub->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "Only the summary");
   sub->callback([o, config, sub] {
-    if (!config->empty()) apply_config(*sub, *config);
-    train::install_stop_handlers();
-    train::run_training(*o);
+    // Several ranks when started by an MPI launcher (`mpirun -np 2 streamllm train ...`): train/comm.h.
+    std::unique_ptr<train::Comm> comm = train::make_comm();
+    try {
+      train::on_every_rank(*comm, [&] {
+        if (!config->empty()) apply_config(*sub, *config);
+      });
+      train::install_stop_handlers();
+      train::run_training(*o, *comm);
+    } catch (const train::SharedError&) {
+      if (comm->rank() == 0) throw;  // every rank has it: printed once
+      comm.reset();                  // leaves MPI cleanly
+      std::exit(1);
+    } catch (const std::exception& e) {
+      if (comm->size() == 1) throw;
+      // Only this rank knows: the others would wait for it forever.
+      std::fflush(stdout);
+      std::fprintf(stderr, "streamllm: error (rank %d of %d): %s\n", comm->rank(), comm->size(), e.what());
+      std::fflush(stderr);
+      comm->abort(1);
+    }
   });
 }
 

@@ -73,17 +73,8 @@ TrainModel::TrainModel(const ModelConfig& cfg, TrainBackend& be) : cfg_(cfg), be
   });
   params_ = DevBuf(be_, size_t(n_));
   grads_ = DevBuf(be_, size_t(n_));
-  for (ModelWeights* w : {&pw_, &gw_}) {
-    float* base = w == &pw_ ? params_.get() : grads_.get();
-    size_t i = 0;
-    for_each_weight(cfg_, *w, [&](const WeightSlot& s) {
-      if (i < table_.size() && s.name == table_[i].name) {
-        *s.dst = Tensor{base + table_[i].offset, DType::F32, s.shape};
-        ++i;
-      }
-    });
-    if (cfg_.tied_head) w->lm_head = w->embed;
-  }
+  bind(pw_, params_.get());
+  bind(gw_, grads_.get());
   // Transposed copies of the matrices whose input gradient is needed.
   std::vector<const Tensor*> mats;
   for (const auto& L : pw_.layers)
@@ -188,7 +179,40 @@ Model TrainModel::to_model() const {
   return m;
 }
 
+void TrainModel::bind(ModelWeights& w, float* base) const {
+  size_t i = 0;
+  for_each_weight(cfg_, w, [&](const WeightSlot& s) {
+    if (i < table_.size() && s.name == table_[i].name) {
+      *s.dst = Tensor{base + table_[i].offset, DType::F32, s.shape};
+      ++i;
+    }
+  });
+  if (cfg_.tied_head) w.lm_head = w.embed;
+}
+
 void TrainModel::zero_grads() { be_.zero(grads_.get(), size_t(n_)); }
+
+double TrainModel::forward_backward_added(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T,
+                                          float weight, int64_t* n_scored) {
+  if (spare_.size() != size_t(n_)) spare_ = DevBuf(be_, size_t(n_));
+  // The running sum moves to spare_; this micro-batch's gradient is built in the zeroed grads_ buffer.
+  auto swap_buffers = [&] {
+    std::swap(grads_, spare_);
+    bind(gw_, grads_.get());
+  };
+  swap_buffers();
+  be_.zero(grads_.get(), size_t(n_));
+  double loss = 0;
+  try {
+    loss = forward_backward(ids, targets, B, T, weight, n_scored);
+  } catch (...) {
+    swap_buffers();
+    throw;
+  }
+  be_.add(spare_.get(), grads_.get(), n_, spare_.get());  // sum + g, whole
+  swap_buffers();
+  return loss;
+}
 
 void TrainModel::ensure_acts(int64_t B, int64_t T) {
   if (acts_ && acts_->B == B && acts_->T == T) return;

@@ -69,6 +69,13 @@ class TrainModel {
   // positions with a target and adds weight * d(mean loss)/d(params) to the gradients.
   double forward_backward(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, float weight,
                           int64_t* n_scored = nullptr);
+  // The same, but this micro-batch's gradient is computed on its own and then added to the gradients whole
+  // (grads = grads + weight * g), so a step's gradient is ((g_0 + g_1) + g_2) + ... in micro-batch order, whoever
+  // computed each part: data-parallel ranks add theirs in the same order (train/comm.h). forward_backward instead
+  // accumulates inside the kernels, piece by piece. Costs a second gradient buffer (allocated on first use), a
+  // zeroing and an add over it.
+  double forward_backward_added(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, float weight,
+                                int64_t* n_scored = nullptr);
   // Forward only: the summed loss and the number of scored positions.
   double forward_loss(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int64_t* n_scored);
 
@@ -98,6 +105,7 @@ class TrainModel {
   struct Layer;    // views of one layer's parameters and gradients
   struct Acts;     // the saved activations of one micro-batch shape
   void ensure_acts(int64_t B, int64_t T);
+  void bind(ModelWeights& w, float* base) const;  // w's tensors := views of the flat array at base
   void refresh_transposes();
   double forward(const int32_t* ids_host, const int32_t* targets_host, int64_t B, int64_t T, bool train, float weight,
                  int64_t* n_scored);
@@ -108,6 +116,7 @@ class TrainModel {
   std::vector<ParamInfo> table_;
   int64_t n_ = 0;
   DevBuf params_, grads_;
+  DevBuf spare_;          // forward_backward_added's running sum while a micro-batch's gradient is built
   ModelWeights pw_, gw_;  // views into params_ / grads_ (visitor layout)
   // W^T of every matrix used in a dX product, rebuilt lazily after the parameters change.
   DevBuf wt_;

@@ -3,12 +3,15 @@
 
 #include <omp.h>  // omp_set_num_threads
 
+#include <algorithm>          // std::fill, std::max
 #include <cmath>              // std::isfinite, std::ceil
 #include <csignal>            // std::signal
+#include <ctime>              // clock_gettime
 #include <cstdio>             // std::printf
 #include <filesystem>         // std::filesystem
 #include <fstream>            // std::ifstream, std::ofstream
 #include <nlohmann/json.hpp>  // nlohmann::json
+#include <optional>           // std::optional
 #include <sstream>            // std::stringstream
 #include <vector>             // std::vector
 
@@ -18,6 +21,7 @@
 #include "model/bundle.h"        // load_bundle
 #include "train/checkpoint.h"    // save_checkpoint, ...
 #include "train/clock.h"        // now_s, duration_str
+#include "train/comm.h"         // Comm, on_every_rank, SharedError
 #include "train/optimizer.h"     // AdamW
 #include "train/rng.h"           // Rng
 #include "train/schedule.h"      // LrSchedule
@@ -128,17 +132,33 @@ std::atomic<bool>& stop_flag() {
 }
 
 namespace {
+// A second signal leaves at once, unless it comes within a second of the first: that is the same request
+// delivered twice (`timeout` or a job scheduler signalling both mpirun and its process group, and mpirun
+// forwarding it to the ranks as well).
+std::atomic<long long> first_signal_ns{0};
+
+long long monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 extern "C" void on_stop_signal(int sig) {
-  if (stop_flag().exchange(true)) {  // second signal: leave now
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
+  const long long now = monotonic_ns();
+  if (!stop_flag().exchange(true)) {
+    first_signal_ns = now;
+    return;
   }
+  if (now - first_signal_ns < 1000000000LL) return;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
 }
 }  // namespace
 
 void install_stop_handlers() {
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
 }
 
 // ---- the run ------------------------------------------------------------------------------------------------------
@@ -170,19 +190,17 @@ class Sampler {
       tgt[k + i] = win_[size_t(i + 1)];
     }
   }
-  void next(TrainState& st, Rng& rng, int32_t* ids, int32_t* tgt) {
-    int64_t start;
-    if (shuffle_) {
-      start = int64_t(rng.below(uint64_t(shard_.size() - L_)));
-    } else {
-      if (st.data_pos + L_ + 1 > shard_.size()) {
-        st.data_pos = 0;
-        ++st.epoch;
-      }
-      start = st.data_pos;
-      st.data_pos += L_;
+  // The next sample's window start; the state (RNG or data position) moves on. A data-parallel rank advances
+  // through the samples of the other ranks' micro-batches too, so every rank keeps the same state.
+  int64_t advance(TrainState& st, Rng& rng) {
+    if (shuffle_) return int64_t(rng.below(uint64_t(shard_.size() - L_)));
+    if (st.data_pos + L_ + 1 > shard_.size()) {
+      st.data_pos = 0;
+      ++st.epoch;
     }
-    fill(start, ids, tgt);
+    const int64_t start = st.data_pos;
+    st.data_pos += L_;
+    return start;
   }
 
  private:
@@ -193,8 +211,10 @@ class Sampler {
   std::vector<int32_t> win_;
 };
 
-// Mean validation loss per scored token over consecutive windows from the start of the validation shard.
-double evaluate(TrainModel& m, const TokenShard& val, const TrainOptions& o) {
+// Mean validation loss per scored token over consecutive windows from the start of the validation shard. Batch b
+// is evaluated by rank b mod size; the per-batch sums are then added in batch order on every rank (the same value
+// whatever the number of ranks).
+double evaluate(TrainModel& m, const TokenShard& val, const TrainOptions& o, Comm& comm) {
   Sampler s(val, m.cfg(), o.seq_len, false);
   const int64_t avail = (val.size() - 1) / o.seq_len;
   const int64_t want = std::max<int64_t>(1, std::min(avail, (o.eval_tokens + o.seq_len - 1) / o.seq_len));
@@ -202,15 +222,17 @@ double evaluate(TrainModel& m, const TokenShard& val, const TrainOptions& o) {
   const int64_t nb = want / B;
   const int64_t T = s.T();
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
-  double sum = 0;
-  int64_t n = 0;
-  for (int64_t b = 0; b < nb; ++b) {
+  std::vector<double> sums(size_t(2 * nb), 0.0);  // (loss sum, scored count) per batch
+  for (int64_t b = comm.rank(); b < nb; b += comm.size()) {
     for (int64_t r = 0; r < B; ++r) s.fill((b * B + r) * o.seq_len, ids.data() + r * T, tgt.data() + r * T);
     int64_t cnt = 0;
-    sum += m.forward_loss(ids.data(), tgt.data(), B, T, &cnt);
-    n += cnt;
+    sums[size_t(2 * b)] = m.forward_loss(ids.data(), tgt.data(), B, T, &cnt);
+    sums[size_t(2 * b + 1)] = double(cnt);
   }
-  return sum / double(std::max<int64_t>(n, 1));
+  comm.sum_in_rank_order(sums.data(), sums.size());  // one rank's value + zeros: exact
+  double sum = 0, n = 0;
+  for (int64_t b = 0; b < nb; ++b) sum += sums[size_t(2 * b)], n += sums[size_t(2 * b + 1)];
+  return sum / std::max(n, 1.0);
 }
 
 // Options that change what is computed: a resume must not change them.
@@ -250,72 +272,123 @@ void truncate_metrics(const std::string& path, int64_t step) {
 
 }  // namespace
 
-TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
-  o.validate();
-  if (o.threads > 0) omp_set_num_threads(o.threads);
-  std::error_code ec;
-  if (!fs::is_directory(o.data, ec)) throw Error("--data: " + o.data + " is not a directory (run `streamllm data` first)");
-  const std::string tok_path = (fs::path(o.data) / "tokenizer.json").string();
-  const std::string tok_json = read_text_file(tok_path);
-  const uint64_t tid = tokenizer_id(tok_json);
-  const TokenShard train = TokenShard::open((fs::path(o.data) / "train.bin").string());
-  const TokenShard val = TokenShard::open((fs::path(o.data) / "val.bin").string());
-  for (const TokenShard* s : {&train, &val})
-    if (s->tokenizer_id() != tid)
-      throw Error(s->path() + ": was encoded with another tokenizer than " + tok_path + " (tokenizer id differs)");
-  fs::create_directories(o.out, ec);
-  if (!fs::is_directory(o.out, ec)) throw Error("--out: cannot create directory " + o.out);
 
+TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
+  auto comm = make_single_comm();
+  return run_training(o, *comm, stop_after);
+}
+
+TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) {
+  const int W = comm.size(), rank = comm.rank();
+  const bool lead = rank == 0;  // rank 0 writes every file and prints; the others compute
+  const bool talk = lead && !o.quiet;
+
+  // ---- set-up: every rank runs it (read-only until the ranks agree), any failure becomes the same error on all
+  std::string tok_json;
+  std::optional<TokenShard> train_shard, val_shard;
   auto be = make_cpu_train_backend();
-  TrainState st;
   std::unique_ptr<TrainModel> model;
-  const auto existing = list_checkpoints(o.out);
+  std::unique_ptr<AdamW> opt_ptr;
+  TrainState st;
   std::string resumed_from;
-  if (o.resume) {
-    if (existing.empty()) throw Error("--resume: no checkpoint (ckpt-*.h5) in " + o.out);
-    resumed_from = existing.back();
-    const ModelBundle b = load_bundle(resumed_from);
-    model = std::make_unique<TrainModel>(b.model.cfg, *be);
-    model->load_weights(b.model);
-  } else {
-    if (!existing.empty())
-      throw Error("--out: " + o.out + " already holds checkpoints (pass --resume to continue that run, or choose another --out)");
-    model = std::make_unique<TrainModel>(o.model_config(train.vocab_size()), *be);
-    model->init({o.seed});
-  }
+  on_every_rank(comm, [&] {
+    o.validate();
+    if (o.accum % W != 0)
+      throw Error("--accum: " + std::to_string(o.accum) + " micro-batches per step do not split over " +
+                  std::to_string(W) + " ranks (each rank computes --accum / ranks of them): use a multiple of " +
+                  std::to_string(W));
+    if (o.threads > 0)
+      omp_set_num_threads(o.threads);
+    else if (W > 1)  // the ranks on one machine share its cores
+      omp_set_num_threads(std::max(1, omp_get_num_procs() / std::max(1, comm.local_size())));
+    std::error_code ec;
+    if (!fs::is_directory(o.data, ec))
+      throw Error("--data: " + o.data + " is not a directory (run `streamllm data` first)");
+    const std::string tok_path = (fs::path(o.data) / "tokenizer.json").string();
+    tok_json = read_text_file(tok_path);
+    const uint64_t tid = tokenizer_id(tok_json);
+    train_shard.emplace(TokenShard::open((fs::path(o.data) / "train.bin").string()));
+    val_shard.emplace(TokenShard::open((fs::path(o.data) / "val.bin").string()));
+    for (const TokenShard* s : {&*train_shard, &*val_shard})
+      if (s->tokenizer_id() != tid)
+        throw Error(s->path() + ": was encoded with another tokenizer than " + tok_path + " (tokenizer id differs)");
+    if (lead) fs::create_directories(o.out, ec);
+    const auto existing = list_checkpoints(o.out);
+    if (o.resume) {
+      if (existing.empty()) throw Error("--resume: no checkpoint (ckpt-*.h5) in " + o.out);
+      resumed_from = existing.back();
+      const ModelBundle b = load_bundle(resumed_from);
+      model = std::make_unique<TrainModel>(b.model.cfg, *be);
+      model->load_weights(b.model);
+    } else {
+      if (!existing.empty())
+        throw Error("--out: " + o.out +
+                    " already holds checkpoints (pass --resume to continue that run, or choose another --out)");
+      model = std::make_unique<TrainModel>(o.model_config(train_shard->vocab_size()), *be);
+      model->init({o.seed});
+    }
+    if (model->cfg().vocab_size - model->cfg().sink_tokens != train_shard->vocab_size())
+      throw Error(train_shard->path() + ": vocabulary of " + std::to_string(train_shard->vocab_size()) +
+                  " ids does not match the model's " +
+                  std::to_string(model->cfg().vocab_size - model->cfg().sink_tokens));
+    AdamWOptions ao;
+    ao.beta1 = float(o.beta1);
+    ao.beta2 = float(o.beta2);
+    ao.eps = float(o.eps);
+    ao.weight_decay = float(o.weight_decay);
+    ao.clip = o.clip;
+    opt_ptr = std::make_unique<AdamW>(*model, ao);
+    if (o.resume) {
+      st = load_checkpoint_state(resumed_from, *opt_ptr, model->n_floats());
+      check_resume_options(st.options_json, o, resumed_from);
+    } else {
+      st.rng = Rng(o.seed ^ 0x5eed5a3b1e5ull).state();
+    }
+    const Sampler val_check(*val_shard, model->cfg(), o.seq_len, false);  // refuses a too-short shard up front
+    if (lead && !fs::is_directory(o.out, ec)) throw Error("--out: cannot create directory " + o.out);
+  });
   TrainModel& m = *model;
-  if (m.cfg().vocab_size - m.cfg().sink_tokens != train.vocab_size())
-    throw Error(train.path() + ": vocabulary of " + std::to_string(train.vocab_size()) +
-                " ids does not match the model's " + std::to_string(m.cfg().vocab_size - m.cfg().sink_tokens));
-  AdamWOptions ao;
-  ao.beta1 = float(o.beta1);
-  ao.beta2 = float(o.beta2);
-  ao.eps = float(o.eps);
-  ao.weight_decay = float(o.weight_decay);
-  ao.clip = o.clip;
-  AdamW opt(m, ao);
-  Rng rng(o.seed ^ 0x5eed5a3b1e5ull);
-  const std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
-  if (o.resume) {
-    st = load_checkpoint_state(resumed_from, opt, m.n_floats());
-    check_resume_options(st.options_json, o, resumed_from);
-    rng.set_state(st.rng);
-    truncate_metrics(metrics_path, st.step);
-  } else {
-    write_file_atomic(metrics_path, "");
+  AdamW& opt = *opt_ptr;
+  const TokenShard& train = *train_shard;
+  const TokenShard& val = *val_shard;
+
+  // ---- the ranks must be one run: the same options, state and starting weights
+  if (W > 1) {
+    const std::string mine = o.to_json() + "|" + std::to_string(st.step) + "|" + std::to_string(st.data_pos) + "|" +
+                             std::to_string(st.epoch) + "|" + std::to_string(st.rng[0] ^ st.rng[1] ^ st.rng[2] ^
+                                                                             st.rng[3]) +
+                             "|" + std::to_string(opt.steps()) + "|" + std::to_string(m.n_floats());
+    const std::string lead_view = broadcast_string(comm, mine, 0);
+    if (any_rank(comm, mine != lead_view))
+      throw SharedError("the ranks disagree on the run (options, resumed step or model size differ from rank 0's): "
+                        "start every rank with the same command line");
+    comm.broadcast(m.params(), size_t(m.n_floats()) * sizeof(float), 0);
+    comm.broadcast(opt.m(), size_t(m.n_floats()) * sizeof(float), 0);
+    comm.broadcast(opt.v(), size_t(m.n_floats()) * sizeof(float), 0);
+    m.params_changed();
   }
-  write_file_atomic((fs::path(o.out) / "options.json").string(), o.to_json() + "\n");
+  Rng rng(0);
+  rng.set_state(st.rng);
+  const std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
+  std::ofstream metrics;
+  if (lead) {
+    if (o.resume)
+      truncate_metrics(metrics_path, st.step);
+    else
+      write_file_atomic(metrics_path, "");
+    write_file_atomic((fs::path(o.out) / "options.json").string(), o.to_json() + "\n");
+    metrics.open(metrics_path, std::ios::app);
+  }
   st.options_json = o.to_json();
-  std::ofstream metrics(metrics_path, std::ios::app);
 
   const LrSchedule sched{o.lr, o.min_lr_ratio, o.warmup, o.steps};
   Sampler sampler(train, m.cfg(), o.seq_len, o.shuffle);
-  const Sampler val_check(val, m.cfg(), o.seq_len, false);  // refuses a too-short validation shard up front
   const int64_t T = sampler.T(), B = o.batch;
+  const int64_t per_rank = o.accum / W, mine_from = rank * per_rank;  // this rank's micro-batches of a step
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
   const double tokens_per_step = double(B * o.accum * o.seq_len);
   const ModelConfig& c = m.cfg();
-  if (!o.quiet) {
+  if (talk) {
     std::printf("train: %s block, %s, %.2fM parameters, %lld layers x %lld wide, %lld heads (%lld kv), seq %lld%s\n",
                 family_name(c.family), sink_name(c.sink), double(m.n_floats()) / 1e6, (long long)c.n_layers,
                 (long long)c.hidden, (long long)c.n_heads, (long long)c.n_kv_heads, (long long)o.seq_len,
@@ -324,6 +397,10 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
                 (long long)tokens_per_step, (long long)B, (long long)o.accum, (long long)o.seq_len,
                 (long long)o.steps, (long long)train.size(), (long long)val.size(),
                 o.resume ? (", resuming at step " + std::to_string(st.step) + " from " + resumed_from).c_str() : "");
+    if (W > 1)
+      std::printf("train: %d ranks (%s), %lld micro-batch%s each per step, %d thread%s per rank\n", W,
+                  comm.name().c_str(), (long long)per_rank, per_rank == 1 ? "" : "es", omp_get_max_threads(),
+                  omp_get_max_threads() == 1 ? "" : "s");
     std::fflush(stdout);
   }
 
@@ -331,54 +408,74 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
   auto save = [&] {
     st.rng = rng.state();
     const std::string p = checkpoint_path(o.out, st.step);
-    save_checkpoint(p, m, opt, st, tok_json);
-    prune_checkpoints(o.out, o.keep);
+    if (lead) {
+      save_checkpoint(p, m, opt, st, tok_json);
+      prune_checkpoints(o.out, o.keep);
+    }
     res.checkpoint = p;
   };
   const double t0 = now_s();
   const int64_t first = st.step;
   double loss = 0;
+  std::vector<double> mb_loss(size_t(o.accum));
   stop_flag() = false;
   while (st.step < o.steps) {
     const double ts = now_s();
-    m.zero_grads();
-    loss = 0;
+    std::fill(mb_loss.begin(), mb_loss.end(), 0.0);
     for (int64_t a = 0; a < o.accum; ++a) {
-      for (int64_t r = 0; r < B; ++r) sampler.next(st, rng, ids.data() + r * T, tgt.data() + r * T);
-      loss += m.forward_backward(ids.data(), tgt.data(), B, T, 1.0f / float(o.accum)) / double(o.accum);
+      const bool mine = a >= mine_from && a < mine_from + per_rank;
+      for (int64_t r = 0; r < B; ++r) {
+        const int64_t start = sampler.advance(st, rng);
+        if (mine) sampler.fill(start, ids.data() + r * T, tgt.data() + r * T);
+      }
+      if (!mine) continue;
+      const float w = 1.0f / float(o.accum);
+      if (a == mine_from) {
+        m.zero_grads();
+        mb_loss[size_t(a)] = m.forward_backward(ids.data(), tgt.data(), B, T, w) / double(o.accum);
+      } else {  // added whole: the sum's association does not depend on the number of ranks (train/comm.h)
+        mb_loss[size_t(a)] = m.forward_backward_added(ids.data(), tgt.data(), B, T, w) / double(o.accum);
+      }
     }
+    comm.sum_in_rank_order(m.grads(), size_t(m.n_floats()));
+    comm.sum_in_rank_order(mb_loss.data(), mb_loss.size());  // one rank's value + zeros: exact
+    loss = 0;
+    for (double l : mb_loss) loss += l;
     const double norm = opt.grad_norm();
     if (!std::isfinite(loss) || !std::isfinite(norm))
-      throw Error("step " + std::to_string(st.step + 1) + ": the loss is " + std::to_string(loss) +
-                  " and the gradient norm " + std::to_string(norm) + ": training diverged; nothing was written" +
-                  (res.checkpoint.empty() ? std::string() : " (last good checkpoint: " + res.checkpoint + ")") +
-                  ". Lower --lr or raise --warmup.");
+      throw SharedError("step " + std::to_string(st.step + 1) + ": the loss is " + std::to_string(loss) +
+                        " and the gradient norm " + std::to_string(norm) + ": training diverged; nothing was written" +
+                        (res.checkpoint.empty() ? std::string() : " (last good checkpoint: " + res.checkpoint + ")") +
+                        ". Lower --lr or raise --warmup.");
     const double lr = sched.at(st.step);
     opt.step(lr, norm);
     ++st.step;
     const double now = now_s(), dt = now - ts;
     const double tps = double(st.step - first) * tokens_per_step / (now - t0);
-    metrics << json({{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                     {"tokens_per_s", tokens_per_step / dt}, {"elapsed_s", now - t0}})
-                   .dump()
-            << "\n";
-    if (!o.quiet && (st.step % o.log_every == 0 || st.step == o.steps)) {
+    if (lead)
+      metrics << json({{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                       {"tokens_per_s", tokens_per_step / dt}, {"elapsed_s", now - t0}})
+                     .dump()
+              << "\n";
+    if (talk && (st.step % o.log_every == 0 || st.step == o.steps)) {
       std::printf("step %6lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s\n", (long long)st.step,
                   (long long)o.steps, loss, lr, norm, tokens_per_step / dt,
                   duration_str(double(o.steps - st.step) * tokens_per_step / tps).c_str());
       std::fflush(stdout);
     }
     if (o.eval_every > 0 && st.step % o.eval_every == 0 && st.step < o.steps) {
-      const double vl = evaluate(m, val, o);
-      metrics << json({{"step", st.step}, {"val_loss", vl}}).dump() << "\n";
-      if (!o.quiet) std::printf("step %6lld | val loss %.4f\n", (long long)st.step, vl);
+      const double vl = evaluate(m, val, o, comm);
+      if (lead) metrics << json({{"step", st.step}, {"val_loss", vl}}).dump() << "\n";
+      if (talk) std::printf("step %6lld | val loss %.4f\n", (long long)st.step, vl);
     }
-    metrics.flush();
-    if (stop_flag() || (stop_after > 0 && st.step >= stop_after)) {
+    if (lead) metrics.flush();
+    // A signal may reach the ranks at different steps: they stop together, at the first step any of them saw it.
+    if (any_rank(comm, stop_flag()) || (stop_after > 0 && st.step >= stop_after)) {
       save();
       res.interrupted = true;
-      std::printf("train: stopped at step %lld; checkpoint %s (continue with --resume)\n",
-                                (long long)st.step, res.checkpoint.c_str());
+      if (lead)
+        std::printf("train: stopped at step %lld; checkpoint %s (continue with --resume)\n", (long long)st.step,
+                    res.checkpoint.c_str());
       break;
     }
     if (o.save_every > 0 && st.step % o.save_every == 0 && st.step < o.steps) save();
@@ -388,19 +485,21 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
   const double elapsed = now_s() - t0;
   res.tokens_per_s = st.step > first ? double(st.step - first) * tokens_per_step / elapsed : 0.0;
   if (res.interrupted) return res;
-  res.val_loss = evaluate(m, val, o);
-  metrics << json({{"step", st.step}, {"val_loss", res.val_loss}}).dump() << "\n";
-  metrics.flush();
+  res.val_loss = evaluate(m, val, o, comm);
   save();
-  ModelBundle b;
-  b.model = m.to_model();
-  b.tokenizer_json = tok_json;
   res.model = (fs::path(o.out) / "model.h5").string();
-  save_h5(b, res.model, DType::F32);
-  std::printf("train: done: %lld steps, train loss %.4f, val loss %.4f (ppl %.2f), %.0f tok/s, %.1f s\n"
+  if (lead) {
+    metrics << json({{"step", st.step}, {"val_loss", res.val_loss}}).dump() << "\n";
+    metrics.flush();
+    ModelBundle b;
+    b.model = m.to_model();
+    b.tokenizer_json = tok_json;
+    save_h5(b, res.model, DType::F32);
+    std::printf("train: done: %lld steps, train loss %.4f, val loss %.4f (ppl %.2f), %.0f tok/s, %.1f s\n"
                 "train: model %s (use it with `streamllm generate -m` / `ppl -m`), checkpoint %s\n",
                 (long long)st.step, res.last_loss, res.val_loss, std::exp(res.val_loss), res.tokens_per_s, elapsed,
                 res.model.c_str(), res.checkpoint.c_str());
+  }
   return res;
 }
 

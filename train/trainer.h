@@ -29,7 +29,7 @@ struct TrainOptions {
   std::string data;        // directory written by `streamllm data` (train.bin, val.bin, tokenizer.json)
   int64_t seq_len = 256;   // text tokens per sample (the sink tokens come on top)
   int64_t batch = 8;       // samples per micro-batch
-  int64_t accum = 1;       // micro-batches per optimizer step
+  int64_t accum = 1;       // micro-batches per optimizer step (over all ranks of a data-parallel run)
   bool shuffle = true;     // random windows (seeded) instead of consecutive ones
   // ---- optimisation ----
   int64_t steps = 1000;
@@ -68,11 +68,19 @@ struct TrainResult {
 
 // Set by the signal handler (or a test) to stop after the current step with a checkpoint.
 std::atomic<bool>& stop_flag();
-// Installs SIGINT/SIGTERM handlers that set stop_flag() (a second signal exits at once).
+// Installs SIGINT/SIGTERM/SIGUSR1 handlers that set stop_flag() (a second signal more than a second later exits at
+// once). Under mpirun (OpenMPI 4.1): Ctrl-C or SIGTERM to mpirun reaches every rank as SIGTERM, SIGUSR1 is
+// forwarded as it is; the ranks stop together at the first step any of them saw it.
 void install_stop_handlers();
+
+class Comm;  // train/comm.h
 
 // Runs (or resumes) training. `stop_after` > 0 stops like a signal once that many optimizer steps are done in
 // total (tests use it to interrupt a run deterministically).
 TrainResult run_training(const TrainOptions& o, int64_t stop_after = 0);
+// The same as one rank of a data-parallel run (train/comm.h): every rank calls it with the same options; each
+// computes --accum / ranks of a step's micro-batches, rank 0 writes the files and prints. Every rank returns the
+// same result. Errors that all ranks see are thrown as SharedError on every rank.
+TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after = 0);
 
 }  // namespace sllm::train

@@ -1,0 +1,96 @@
+// The MPI Comm (see comm.h): MPI's world, with the rank-order sum done as a chain, rank 0 -> 1 -> ... -> last,
+// pipelined in 4 MiB pieces, and the total broadcast from the last rank. MPI_Allreduce is not used for gradients:
+// MPI leaves its summation order to the implementation (it may differ between ranks and between runs), and the
+// ranks of a training run must agree to the bit.
+#include <mpi.h>
+
+#include <algorithm>  // std::min
+#include <climits>    // INT_MAX
+#include <cstdlib>    // std::_Exit
+#include <vector>     // std::vector
+
+#include "train/comm.h"
+
+namespace sllm::train {
+
+namespace {
+
+class MpiComm final : public Comm {
+ public:
+  MpiComm() {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+      int provided = 0;
+      // OpenMP threads compute; only the main thread calls MPI.
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        throw Error("MPI_Init_thread failed");
+      owns_ = true;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm local;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+    MPI_Comm_size(local, &local_size_);
+    MPI_Comm_free(&local);
+  }
+  ~MpiComm() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owns_ && !finalized) MPI_Finalize();
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_size() const override { return local_size_; }
+  std::string name() const override { return "mpi"; }
+
+  void sum_in_rank_order(float* x, size_t n) override { chain_sum(x, n, MPI_FLOAT); }
+  void sum_in_rank_order(double* x, size_t n) override { chain_sum(x, n, MPI_DOUBLE); }
+
+  void broadcast(void* p, size_t bytes, int root) override {
+    char* b = static_cast<char*>(p);
+    for (size_t off = 0; off < bytes; off += kMaxMessage)
+      MPI_Bcast(b + off, int(std::min(kMaxMessage, bytes - off)), MPI_BYTE, root, MPI_COMM_WORLD);
+  }
+  long long min(long long v) override {
+    long long out = v;
+    MPI_Allreduce(&v, &out, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    return out;
+  }
+  [[noreturn]] void abort(int code) override {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+ private:
+  static constexpr size_t kMaxMessage = size_t(1) << 30;  // bytes per MPI call (counts are ints)
+  static constexpr size_t kPiece = size_t(4) << 20;       // bytes per pipelined piece of the chain
+
+  template <class T>
+  void chain_sum(T* x, size_t n, MPI_Datatype type) {
+    if (size_ == 1 || n == 0) return;
+    const size_t piece = kPiece / sizeof(T);
+    std::vector<T> in(std::min(n, piece));
+    for (size_t off = 0; off < n; off += piece) {
+      const size_t cnt = std::min(piece, n - off);
+      T* xs = x + off;
+      if (rank_ > 0) {
+        MPI_Recv(in.data(), int(cnt), type, rank_ - 1, kTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        // (x_0 + ... + x_{r-1}) + x_r: the lower ranks' partial sum first
+        for (size_t i = 0; i < cnt; ++i) xs[i] = in[i] + xs[i];
+      }
+      if (rank_ + 1 < size_) MPI_Send(xs, int(cnt), type, rank_ + 1, kTag, MPI_COMM_WORLD);
+    }
+    broadcast(x, n * sizeof(T), size_ - 1);
+  }
+
+  static constexpr int kTag = 0x5111;
+  int rank_ = 0, size_ = 1, local_size_ = 1;
+  bool owns_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+
+}  // namespace sllm::train
