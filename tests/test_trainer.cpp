@@ -3,7 +3,10 @@
 //
 // The corpus is this repository's own documentation encoded with the 256-symbol byte tokenizer
 // (data/tokenizers/bytes), so the test needs no download and every machine sees the same tokens.
+#include <fcntl.h>  // open
 #include <gtest/gtest.h>
+#include <sys/file.h>  // flock
+#include <unistd.h>    // close, getpid
 
 #include <cmath>       // std::log
 #include <filesystem>  // std::filesystem
@@ -135,8 +138,17 @@ TEST_F(Trainer, ResumeIsBitIdentical) {
     EXPECT_TRUE(first.interrupted);
     EXPECT_EQ(first.steps, 4);
     EXPECT_TRUE(fs::exists(first.checkpoint));
+    // What a writer killed mid-checkpoint leaves (pid 999999999 cannot exist: above any pid_max) is removed on
+    // resume; a live writer's file (ours) and other names are left alone.
+    const std::string dead = b.out + "/ckpt-00000005.h5.tmp.999999999";
+    const std::string live = b.out + "/ckpt-00000005.h5.tmp." + std::to_string(::getpid());
+    const std::string other = b.out + "/ckpt-00000005.h5.tmp.12x";
+    for (const std::string& p : {dead, live, other}) std::ofstream(p) << "partial";
     b.resume = true;
     const TrainResult second = run_training(b);
+    EXPECT_FALSE(fs::exists(dead));
+    EXPECT_TRUE(fs::exists(live));
+    EXPECT_TRUE(fs::exists(other));
     EXPECT_EQ(second.steps, 8);
     EXPECT_EQ(second.last_loss, full.last_loss);
     EXPECT_EQ(second.val_loss, full.val_loss);
@@ -232,6 +244,17 @@ TEST_F(Trainer, OptionErrors) {
   bad = tiny(out + "-2");
   bad.seq_len = 60000;
   expect_error([&] { run_training(bad); }, "fewer than one sample");
+  // another run holds the directory (its lock, here taken by the test): refused, and released afterwards
+  const std::string busy = out + "-busy";
+  fs::create_directories(busy);
+  const int fd = ::open((busy + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  expect_error([&] { run_training(tiny(busy)); }, "is in use by another `streamllm train`");
+  ::close(fd);
+  TrainOptions ok = tiny(busy);
+  ok.steps = 1;
+  EXPECT_EQ(run_training(ok).steps, 1);
+  fs::remove_all(busy);
   fs::remove_all(out);
   fs::remove_all(out + "-2");
 }

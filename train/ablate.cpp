@@ -772,7 +772,6 @@ AblateSummary run_ablation(const AblateConfig& c) {
   for (auto& r : res) r.evals.resize(g.caches.size());
   Eta eta;
   const bool bar = c.progress && isatty(2);
-  stop_flag() = false;
   auto header = [&](size_t ti) {
     return "[ablate " + std::to_string(ti + 1) + "/" + std::to_string(tasks.size()) + "] ";
   };

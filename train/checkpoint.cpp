@@ -1,6 +1,9 @@
 #include "train/checkpoint.h"
 
+#include <signal.h>  // kill
+
 #include <algorithm>   // std::sort
+#include <cerrno>      // errno, EPERM
 #include <cinttypes>   // PRIx64
 #include <cstdio>      // std::snprintf, std::sscanf
 #include <filesystem>  // std::filesystem
@@ -133,6 +136,24 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   std::vector<std::string> out;
   for (auto& [s, p] : found) out.push_back(p);
   return out;
+}
+
+int remove_unfinished_checkpoints(const std::string& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    long long step = 0, pid = 0;
+    int end = 0;
+    // ckpt-<8 digits>.h5.tmp.<pid>: save_h5's temporary file, renamed when complete
+    if (name.size() < 24 || std::sscanf(name.c_str(), "ckpt-%8lld.h5.tmp.%lld%n", &step, &pid, &end) != 2 ||
+        size_t(end) != name.size() || pid <= 0)
+      continue;
+    if (::kill(pid_t(pid), 0) == 0 || errno == EPERM) continue;  // its writer is still running
+    std::error_code rm;
+    if (fs::remove(e.path(), rm)) ++removed;
+  }
+  return removed;
 }
 
 void prune_checkpoints(const std::string& dir, int keep) {

@@ -34,6 +34,9 @@ TrainState load_checkpoint_state(const std::string& path, AdamW& opt, int64_t n_
 // Checkpoint files of a run directory, oldest first: <dir>/ckpt-<step, 8 digits>.h5.
 std::vector<std::string> list_checkpoints(const std::string& dir);
 std::string checkpoint_path(const std::string& dir, int64_t step);
+// Deletes the temporary files of checkpoints whose writing was killed (ckpt-<step>.h5.tmp.<pid> of a process
+// that no longer runs; a complete checkpoint is renamed into place, so these are never needed). Returns how many.
+int remove_unfinished_checkpoints(const std::string& dir);
 // Deletes all but the newest `keep` checkpoints (keep <= 0: keeps all).
 void prune_checkpoints(const std::string& dir, int keep);
 

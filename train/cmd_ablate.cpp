@@ -6,6 +6,7 @@
 #include "core/error.h"  // Error
 #include "infer/common.h"
 #include "train/ablate.h"   // load_ablate_config, run_ablation
+#include "train/comm.h"     // launcher_world_size
 #include "train/trainer.h"  // install_stop_handlers
 
 namespace sllm::cli {
@@ -49,6 +50,9 @@ void run(const AblateArgs& a) {
     std::fputs(train::ablate_plan(c).c_str(), stdout);
     return;
   }
+  if (train::launcher_world_size() > 1)  // N copies would train the same grid into the same folder
+    throw Error("ablate runs as one process, not under an MPI launcher (its trainings use all cores; "
+                "data-parallel training is `mpirun ... streamllm train`)");
   train::install_stop_handlers();
   train::run_ablation(c);
 }

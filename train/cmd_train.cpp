@@ -73,7 +73,7 @@ void register_train(CLI::App& app) {
   sub->add_option("--data", o->data, "Directory from `streamllm data` (train.bin, val.bin, tokenizer.json)");
   sub->add_option("--seq-len", o->seq_len, "Text tokens per sample (sink tokens come on top)")->capture_default_str();
   sub->add_option("--batch", o->batch, "Samples per micro-batch")->capture_default_str();
-  sub->add_option("--accum", o->accum, "Micro-batches per optimizer step (gradient accumulation)")
+  sub->add_option("--accum", o->accum, "Micro-batches per optimizer step (gradient accumulation; over all MPI ranks, each computes accum / ranks)")
       ->capture_default_str();
   sub->add_flag("--shuffle,!--no-shuffle", o->shuffle, "Random windows (seeded) instead of consecutive ones")
       ->capture_default_str();

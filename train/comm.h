@@ -5,12 +5,13 @@
 // model, the optimizer step's micro-batches (--accum) are split into contiguous runs, one per rank, and the ranks
 // add their gradients *in rank order*. With one micro-batch per rank the summed gradient therefore has the very
 // bits one process gets by adding the same micro-batch gradients one after another (train/trainer.cpp), so a
-// two-rank run equals a one-rank run with the combined batch bit for bit, and a checkpoint resumes on any number
-// of ranks. (With several micro-batches per rank the sum is re-associated: equal up to f32 rounding.)
+// run on N ranks with --accum N equals the one-process run with the same options bit for bit, and a checkpoint
+// resumes on any number of ranks. (With several micro-batches per rank the sum is re-associated: equal up to f32
+// rounding.)
 //
 // Ranks come from an MPI launcher (`mpirun -np 2 streamllm train ...`): make_comm() initialises MPI only when the
-// process was started by one (OMPI_COMM_WORLD_SIZE, PMI_SIZE or MV2_COMM_WORLD_SIZE in the environment), so a
-// plain run never touches MPI. The buffers are host memory (the CPU trainer's); the GPU trainer will reduce in
+// process was started by one (OMPI_COMM_WORLD_SIZE, PMI_SIZE, MV2_COMM_WORLD_SIZE or SLURM_STEP_NUM_TASKS in the
+// environment), so a plain run never touches MPI; it checks that MPI sees as many ranks as the launcher started. The buffers are host memory (the CPU trainer's); the GPU trainer will reduce in
 // device memory through NCCL behind the same calls.
 #pragma once
 #include <cstddef>     // size_t
@@ -23,8 +24,8 @@
 namespace sllm::train {
 
 // An error that every rank raised identically at the same point (bad options, a failed set-up on some rank,
-// divergence): the CLI prints it once (rank 0) and every rank exits cleanly. Any other exception on one rank of a
-// multi-rank run aborts the whole run, because the other ranks would wait for it forever.
+// divergence): the CLI prints it once (rank 0) and every rank exits cleanly. The CLI aborts the whole run on any
+// other exception in a multi-rank run, because the other ranks would wait for the failed one forever.
 class SharedError : public Error {
  public:
   using Error::Error;
@@ -46,6 +47,8 @@ class Comm {
   virtual void broadcast(void* p, size_t bytes, int root) = 0;
   // The smallest of the ranks' values.
   virtual long long min(long long v) = 0;
+  // Whether every rank holds the same bytes at p (a 64-bit hash of them, compared with rank 0's).
+  bool same_on_every_rank(const void* p, size_t bytes);
   // Ends every rank of the run at once (after a failure on this rank that the others cannot know about).
   [[noreturn]] virtual void abort(int code) = 0;
 };
@@ -54,6 +57,8 @@ class Comm {
 // sllm::Error when a launcher started several ranks but this build has no MPI (they would otherwise train the same
 // thing side by side, writing the same files).
 std::unique_ptr<Comm> make_comm();
+// The number of ranks an MPI launcher started, from the variables it gives its processes (0 when none did).
+long long launcher_world_size();
 // A one-process Comm (tests, ablations, the library's run_training without a Comm).
 std::unique_ptr<Comm> make_single_comm();
 
@@ -61,7 +66,7 @@ std::unique_ptr<Comm> make_single_comm();
 bool any_rank(Comm& c, bool flag);
 // Rank root's string on every rank.
 std::string broadcast_string(Comm& c, const std::string& s, int root);
-// Runs `step` on every rank; when it throws sllm::Error on any rank, every rank throws the same SharedError (the
+// Runs `step` on every rank; when it throws on any rank, every rank throws the same SharedError (the
 // lowest failing rank's message, prefixed "rank N: " when N > 0), so no rank is left waiting for another.
 void on_every_rank(Comm& c, const std::function<void()>& step);
 

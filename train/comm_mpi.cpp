@@ -5,8 +5,8 @@
 #include <mpi.h>
 
 #include <algorithm>  // std::min
-#include <climits>    // INT_MAX
 #include <cstdlib>    // std::_Exit
+#include <string>     // std::string, std::to_string
 #include <vector>     // std::vector
 
 #include "train/comm.h"
@@ -17,7 +17,7 @@ namespace {
 
 class MpiComm final : public Comm {
  public:
-  MpiComm() {
+  explicit MpiComm(long long launcher_size) {
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
@@ -26,18 +26,34 @@ class MpiComm final : public Comm {
       if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         throw Error("MPI_Init_thread failed");
       owns_ = true;
+      if (provided < MPI_THREAD_FUNNELED) {
+        MPI_Finalize();
+        throw Error("this MPI library does not allow OpenMP threads beside MPI (MPI_THREAD_FUNNELED)");
+      }
     }
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);  // our messages never mix with anyone else's
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    if (size_ != launcher_size) {
+      // An MPI library other than the launcher's (e.g. MPICH's mpiexec starting an OpenMPI build): each process
+      // would be a world of its own and train the same run into the same files.
+      const std::string msg = "the launcher started " + std::to_string(launcher_size) + " ranks but MPI sees " +
+                              std::to_string(size_) + ": start streamllm with the mpirun of the MPI it was built with";
+      MPI_Comm_free(&comm_);
+      if (owns_) MPI_Finalize();
+      throw Error(msg);
+    }
     MPI_Comm local;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+    MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
     MPI_Comm_size(local, &local_size_);
     MPI_Comm_free(&local);
   }
   ~MpiComm() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (owns_ && !finalized) MPI_Finalize();
+    if (finalized) return;
+    MPI_Comm_free(&comm_);
+    if (owns_) MPI_Finalize();
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -50,11 +66,11 @@ class MpiComm final : public Comm {
   void broadcast(void* p, size_t bytes, int root) override {
     char* b = static_cast<char*>(p);
     for (size_t off = 0; off < bytes; off += kMaxMessage)
-      MPI_Bcast(b + off, int(std::min(kMaxMessage, bytes - off)), MPI_BYTE, root, MPI_COMM_WORLD);
+      MPI_Bcast(b + off, int(std::min(kMaxMessage, bytes - off)), MPI_BYTE, root, comm_);
   }
   long long min(long long v) override {
     long long out = v;
-    MPI_Allreduce(&v, &out, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&v, &out, 1, MPI_LONG_LONG, MPI_MIN, comm_);
     return out;
   }
   [[noreturn]] void abort(int code) override {
@@ -75,22 +91,23 @@ class MpiComm final : public Comm {
       const size_t cnt = std::min(piece, n - off);
       T* xs = x + off;
       if (rank_ > 0) {
-        MPI_Recv(in.data(), int(cnt), type, rank_ - 1, kTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(in.data(), int(cnt), type, rank_ - 1, kTag, comm_, MPI_STATUS_IGNORE);
         // (x_0 + ... + x_{r-1}) + x_r: the lower ranks' partial sum first
         for (size_t i = 0; i < cnt; ++i) xs[i] = in[i] + xs[i];
       }
-      if (rank_ + 1 < size_) MPI_Send(xs, int(cnt), type, rank_ + 1, kTag, MPI_COMM_WORLD);
+      if (rank_ + 1 < size_) MPI_Send(xs, int(cnt), type, rank_ + 1, kTag, comm_);
     }
     broadcast(x, n * sizeof(T), size_ - 1);
   }
 
   static constexpr int kTag = 0x5111;
+  MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_size_ = 1;
   bool owns_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+std::unique_ptr<Comm> make_mpi_comm(long long launcher_size) { return std::make_unique<MpiComm>(launcher_size); }
 
 }  // namespace sllm::train

@@ -70,10 +70,10 @@ class TrainModel {
   double forward_backward(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, float weight,
                           int64_t* n_scored = nullptr);
   // The same, but this micro-batch's gradient is computed on its own and then added to the gradients whole
-  // (grads = grads + weight * g), so a step's gradient is ((g_0 + g_1) + g_2) + ... in micro-batch order, whoever
-  // computed each part: data-parallel ranks add theirs in the same order (train/comm.h). forward_backward instead
-  // accumulates inside the kernels, piece by piece. Costs a second gradient buffer (allocated on first use), a
-  // zeroing and an add over it.
+  // (grads = grads + weight * g), so a step's gradient is ((g_0 + g_1) + g_2) + ... in micro-batch order: the sum
+  // data-parallel ranks with one micro-batch each produce (train/comm.h). forward_backward instead accumulates
+  // inside the kernels, piece by piece. Costs a second gradient buffer (allocated on first use), a zeroing and an
+  // add over it.
   double forward_backward_added(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, float weight,
                                 int64_t* n_scored = nullptr);
   // Forward only: the summed loss and the number of scored positions.

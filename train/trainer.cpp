@@ -1,10 +1,15 @@
 // The training run (see trainer.h).
 #include "train/trainer.h"
 
-#include <omp.h>  // omp_set_num_threads
+#include <fcntl.h>     // open
+#include <omp.h>       // omp_set_num_threads, omp_get_num_procs
+#include <sys/file.h>  // flock
+#include <unistd.h>    // close, getpid, sysconf, ftruncate, write
 
 #include <algorithm>          // std::fill, std::max
+#include <cerrno>             // errno
 #include <cmath>              // std::isfinite, std::ceil
+#include <cstring>            // std::strerror
 #include <csignal>            // std::signal
 #include <ctime>              // clock_gettime
 #include <cstdio>             // std::printf
@@ -134,8 +139,9 @@ std::atomic<bool>& stop_flag() {
 namespace {
 // A second signal leaves at once, unless it comes within a second of the first: that is the same request
 // delivered twice (`timeout` or a job scheduler signalling both mpirun and its process group, and mpirun
-// forwarding it to the ranks as well).
-std::atomic<long long> first_signal_ns{0};
+// forwarding it to the ranks as well). The first signal's time is recorded before the flag is set, so a signal
+// interrupting the handler never sees the flag without the time.
+std::atomic<long long> first_signal_ns{-1};
 
 long long monotonic_ns() {
   timespec ts{};
@@ -145,17 +151,18 @@ long long monotonic_ns() {
 
 extern "C" void on_stop_signal(int sig) {
   const long long now = monotonic_ns();
-  if (!stop_flag().exchange(true)) {
-    first_signal_ns = now;
-    return;
-  }
-  if (now - first_signal_ns < 1000000000LL) return;
+  long long unset = -1;
+  first_signal_ns.compare_exchange_strong(unset, now);
+  if (!stop_flag().exchange(true)) return;
+  if (now - first_signal_ns.load() < 1000000000LL) return;
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
 }  // namespace
 
 void install_stop_handlers() {
+  first_signal_ns = -1;
+  stop_flag() = false;
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
@@ -235,6 +242,45 @@ double evaluate(TrainModel& m, const TokenShard& val, const TrainOptions& o, Com
   return sum / std::max(n, 1.0);
 }
 
+// The default threads of one rank of several. Under a launcher that binds each rank to a few cores (OpenMPI binds
+// to a core for 2 ranks, to a socket beyond), OpenMP sees only those: use them all. When every rank sees the whole
+// machine (`mpirun --bind-to none`), share its cores between the ranks on it.
+int default_rank_threads(int local_ranks) {
+  const int visible = omp_get_num_procs();
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  if (online > 0 && visible < online) return std::max(1, visible);
+  return std::max(1, visible / std::max(1, local_ranks));
+}
+
+// An exclusive lock on <out>/.lock for the lifetime of a run: two runs (or N copies started by a mismatched
+// launcher) never write the same directory. Where the file system has no locks, nothing is enforced.
+class RunLock {
+ public:
+  RunLock() = default;
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+  ~RunLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void acquire(const std::string& dir) {
+    const std::string path = (fs::path(dir) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error("--out: cannot create " + path + " (" + std::strerror(errno) + ")");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        throw Error("--out: " + dir + " is in use by another `streamllm train` (it holds " + path + ")");
+      return;  // no locking here (some network file systems)
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) == 0 && ::write(fd_, pid.data(), pid.size()) < 0) {
+      // the pid is for people reading the file; the lock is what matters
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 // Options that change what is computed: a resume must not change them.
 const char* kFixedOnResume[] = {"family", "hidden", "layers", "heads", "kv_heads", "ffn", "rotary_pct", "rope_theta",
                                 "tied_head", "sink", "sink_tokens", "seq_len", "batch", "accum", "shuffle", "seed",
@@ -291,6 +337,7 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   std::unique_ptr<AdamW> opt_ptr;
   TrainState st;
   std::string resumed_from;
+  RunLock lock;  // rank 0 holds --out for the whole run
   on_every_rank(comm, [&] {
     o.validate();
     if (o.accum % W != 0)
@@ -299,8 +346,8 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
                   std::to_string(W));
     if (o.threads > 0)
       omp_set_num_threads(o.threads);
-    else if (W > 1)  // the ranks on one machine share its cores
-      omp_set_num_threads(std::max(1, omp_get_num_procs() / std::max(1, comm.local_size())));
+    else if (W > 1)
+      omp_set_num_threads(default_rank_threads(comm.local_size()));
     std::error_code ec;
     if (!fs::is_directory(o.data, ec))
       throw Error("--data: " + o.data + " is not a directory (run `streamllm data` first)");
@@ -312,7 +359,11 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
     for (const TokenShard* s : {&*train_shard, &*val_shard})
       if (s->tokenizer_id() != tid)
         throw Error(s->path() + ": was encoded with another tokenizer than " + tok_path + " (tokenizer id differs)");
-    if (lead) fs::create_directories(o.out, ec);
+    if (lead) {
+      fs::create_directories(o.out, ec);
+      if (!fs::is_directory(o.out, ec)) throw Error("--out: cannot create directory " + o.out);
+      lock.acquire(o.out);
+    }
     const auto existing = list_checkpoints(o.out);
     if (o.resume) {
       if (existing.empty()) throw Error("--resume: no checkpoint (ckpt-*.h5) in " + o.out);
@@ -344,24 +395,28 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
     } else {
       st.rng = Rng(o.seed ^ 0x5eed5a3b1e5ull).state();
     }
-    const Sampler val_check(*val_shard, model->cfg(), o.seq_len, false);  // refuses a too-short shard up front
-    if (lead && !fs::is_directory(o.out, ec)) throw Error("--out: cannot create directory " + o.out);
+    // both shards must hold one sample (an error here, on every rank, rather than in the loop)
+    const Sampler train_check(*train_shard, model->cfg(), o.seq_len, o.shuffle);
+    const Sampler val_check(*val_shard, model->cfg(), o.seq_len, false);
   });
   TrainModel& m = *model;
   AdamW& opt = *opt_ptr;
   const TokenShard& train = *train_shard;
   const TokenShard& val = *val_shard;
 
-  // ---- the ranks must be one run: the same options, state and starting weights
+  // ---- the ranks must be one run: the same options, data, state and starting weights
   if (W > 1) {
-    const std::string mine = o.to_json() + "|" + std::to_string(st.step) + "|" + std::to_string(st.data_pos) + "|" +
-                             std::to_string(st.epoch) + "|" + std::to_string(st.rng[0] ^ st.rng[1] ^ st.rng[2] ^
-                                                                             st.rng[3]) +
-                             "|" + std::to_string(opt.steps()) + "|" + std::to_string(m.n_floats());
+    const std::string mine = o.to_json() + "|tokens " + std::to_string(train.size()) + " " +
+                             std::to_string(val.size()) + " tokenizer " + std::to_string(train.tokenizer_id()) +
+                             "|step " + std::to_string(st.step) + " " + std::to_string(st.data_pos) + " " +
+                             std::to_string(st.epoch) + " " + std::to_string(st.rng[0]) + " " +
+                             std::to_string(st.rng[1]) + " " + std::to_string(st.rng[2]) + " " +
+                             std::to_string(st.rng[3]) + " " + std::to_string(opt.steps()) + "|params " +
+                             std::to_string(m.n_floats());
     const std::string lead_view = broadcast_string(comm, mine, 0);
     if (any_rank(comm, mine != lead_view))
-      throw SharedError("the ranks disagree on the run (options, resumed step or model size differ from rank 0's): "
-                        "start every rank with the same command line");
+      throw SharedError("the ranks disagree on the run (options, data sizes, resumed state or model size differ "
+                        "from rank 0's): start every rank with the same command line and the same files");
     comm.broadcast(m.params(), size_t(m.n_floats()) * sizeof(float), 0);
     comm.broadcast(opt.m(), size_t(m.n_floats()) * sizeof(float), 0);
     comm.broadcast(opt.v(), size_t(m.n_floats()) * sizeof(float), 0);
@@ -371,14 +426,19 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   rng.set_state(st.rng);
   const std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
   std::ofstream metrics;
-  if (lead) {
+  on_every_rank(comm, [&] {  // rank 0's first writes: a read-only --out fails here, on every rank, cleanly
+    if (!lead) return;
+    if (const int n = remove_unfinished_checkpoints(o.out); n > 0 && talk)
+      std::printf("train: removed %d unfinished checkpoint file%s (ckpt-*.h5.tmp.*) left by a killed run\n", n,
+                  n == 1 ? "" : "s");
     if (o.resume)
       truncate_metrics(metrics_path, st.step);
     else
       write_file_atomic(metrics_path, "");
     write_file_atomic((fs::path(o.out) / "options.json").string(), o.to_json() + "\n");
     metrics.open(metrics_path, std::ios::app);
-  }
+    if (!metrics) throw Error(metrics_path + ": cannot open for appending");
+  });
   st.options_json = o.to_json();
 
   const LrSchedule sched{o.lr, o.min_lr_ratio, o.warmup, o.steps};
@@ -405,7 +465,18 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   }
 
   TrainResult res;
+  // The ranks hold the same weights and moments by construction; that is checked (a hash) wherever they are
+  // saved, so a rank that computed something else (another CPU type, a non-deterministic kernel) is caught.
+  auto check_ranks_agree = [&] {
+    const size_t bytes = size_t(m.n_floats()) * sizeof(float);
+    for (const float* p : {static_cast<const float*>(m.params()), static_cast<const float*>(opt.m()),
+                           static_cast<const float*>(opt.v())})
+      if (!comm.same_on_every_rank(p, bytes))
+        throw SharedError("after step " + std::to_string(st.step) + " the ranks' weights or moments differ from " +
+                          "rank 0's: a rank computed something else (run the same binary on the same CPU type)");
+  };
   auto save = [&] {
+    check_ranks_agree();
     st.rng = rng.state();
     const std::string p = checkpoint_path(o.out, st.step);
     if (lead) {
@@ -418,7 +489,6 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   const int64_t first = st.step;
   double loss = 0;
   std::vector<double> mb_loss(size_t(o.accum));
-  stop_flag() = false;
   while (st.step < o.steps) {
     const double ts = now_s();
     std::fill(mb_loss.begin(), mb_loss.end(), 0.0);
@@ -470,7 +540,7 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
     }
     if (lead) metrics.flush();
     // A signal may reach the ranks at different steps: they stop together, at the first step any of them saw it.
-    if (any_rank(comm, stop_flag()) || (stop_after > 0 && st.step >= stop_after)) {
+    if (any_rank(comm, stop_flag() || (stop_after > 0 && st.step >= stop_after))) {
       save();
       res.interrupted = true;
       if (lead)
@@ -495,9 +565,14 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
     b.model = m.to_model();
     b.tokenizer_json = tok_json;
     save_h5(b, res.model, DType::F32);
-    std::printf("train: done: %lld steps, train loss %.4f, val loss %.4f (ppl %.2f), %.0f tok/s, %.1f s\n"
+    char trained[96];  // a resume already past --steps trains nothing: no train loss or speed to show
+    if (st.step > first)
+      std::snprintf(trained, sizeof trained, "train loss %.4f, ", res.last_loss);
+    else
+      std::snprintf(trained, sizeof trained, "no step in this run, ");
+    std::printf("train: done: %lld steps, %sval loss %.4f (ppl %.2f), %.0f tok/s, %.1f s\n"
                 "train: model %s (use it with `streamllm generate -m` / `ppl -m`), checkpoint %s\n",
-                (long long)st.step, res.last_loss, res.val_loss, std::exp(res.val_loss), res.tokens_per_s, elapsed,
+                (long long)st.step, trained, res.val_loss, std::exp(res.val_loss), res.tokens_per_s, elapsed,
                 res.model.c_str(), res.checkpoint.c_str());
   }
   return res;

@@ -66,11 +66,13 @@ struct TrainResult {
   std::string model;          // the final model file (empty when interrupted)
 };
 
-// Set by the signal handler (or a test) to stop after the current step with a checkpoint.
+// Set by the signal handler (or a test) to stop after the current step with a checkpoint. run_training does not
+// clear it (a signal during the set-up still counts); install_stop_handlers does.
 std::atomic<bool>& stop_flag();
-// Installs SIGINT/SIGTERM/SIGUSR1 handlers that set stop_flag() (a second signal more than a second later exits at
-// once). Under mpirun (OpenMPI 4.1): Ctrl-C or SIGTERM to mpirun reaches every rank as SIGTERM, SIGUSR1 is
-// forwarded as it is; the ranks stop together at the first step any of them saw it.
+// Clears stop_flag() and installs SIGINT/SIGTERM/SIGUSR1 handlers that set it (a second signal more than a second
+// later exits at once). Under mpirun, SIGUSR1 is the one to send: OpenMPI forwards it to every rank, and the ranks
+// stop together at the first step any of them saw it (Ctrl-C or SIGTERM make OpenMPI 4.1 kill the ranks about a
+// second later, whatever they are doing).
 void install_stop_handlers();
 
 class Comm;  // train/comm.h

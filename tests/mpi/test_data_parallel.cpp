@@ -7,12 +7,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>       // std::ldexp
+#include <cstdio>      // std::fprintf
 #include <cstring>     // std::memcmp
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ifstream
 #include <memory>      // std::unique_ptr
 #include <nlohmann/json.hpp>
 #include <string>  // std::string
+#include <fcntl.h>     // open
+#include <sys/file.h>  // flock
+#include <unistd.h>    // getpid, close
 #include <vector>  // std::vector
 
 #include "model/bundle.h"       // load_bundle
@@ -172,6 +176,24 @@ TEST(Comm, SumIsInRankOrderAndTheSameOnEveryRank) {
   check_rank_order_sum<float>(1);
 }
 
+// The hash comparison behind the trainer's check that the ranks hold the same weights: one flipped bit on one
+// rank, anywhere (a 32-byte lane or the tail), is seen by every rank.
+TEST(Comm, SameOnEveryRankSeesOneFlippedBit) {
+  std::vector<float> w(1003);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = part<float>(0, i);
+  EXPECT_TRUE(comm().same_on_every_rank(w.data(), w.size() * sizeof(float)));
+  for (size_t at : {size_t(0), size_t(517), w.size() - 1}) {
+    std::vector<float> v = w;
+    if (comm().rank() == comm().size() - 1) {
+      uint32_t bits;
+      std::memcpy(&bits, &v[at], 4);
+      bits ^= 1u << (at % 23);
+      std::memcpy(&v[at], &bits, 4);
+    }
+    EXPECT_FALSE(comm().same_on_every_rank(v.data(), v.size() * sizeof(float))) << "bit flipped at " << at;
+  }
+}
+
 TEST(Comm, AFailureOnOneRankReachesEveryRank) {
   try {
     on_every_rank(comm(), [] {
@@ -184,19 +206,21 @@ TEST(Comm, AFailureOnOneRankReachesEveryRank) {
   EXPECT_NO_THROW(on_every_rank(comm(), [] {}));
 }
 
-// The brief's promise: two ranks with one micro-batch each = one rank with both micro-batches, bit for bit:
-// every training and validation loss, every parameter and both AdamW moments. For both block types, shuffled and
-// consecutive sampling.
-TEST(DataParallel, TwoRanksAreOneRankWithTheCombinedBatch) {
-  if (comm().size() != 2) GTEST_SKIP() << "the equivalence runs on exactly 2 ranks (this is " << comm().size() << ")";
+// The brief's promise: N ranks with one micro-batch each = one process with the same options (N micro-batches
+// per step), bit for bit: every training and validation loss, every parameter and both AdamW moments. For both
+// block types, shuffled and consecutive sampling.
+TEST(DataParallel, RanksWithOneMicroBatchEachAreOneProcessBitForBit) {
   for (const char* family : {"gpt_neox", "llama"}) {
     SCOPED_TRACE(family);
     TrainOptions o = tiny(shared_dir(std::string("ranks_") + family));
+    o.accum = comm().size();
     o.family = family;
     if (o.family == "llama") o.kv_heads = 2, o.shuffle = false, o.sink = "learnable_sink";
     else o.sink = "sink_logit";
     const TrainResult dp = run_training(o, comm());
     EXPECT_EQ(dp.steps, 6);
+    // (every rank's weights and moments equal rank 0's: the run checks that at each save, the last one included,
+    // and would have thrown)
     // every rank returns the same result
     double v0 = dp.val_loss;
     comm().broadcast(&v0, sizeof v0, 0);
@@ -291,6 +315,20 @@ TEST(DataParallel, ACheckpointResumesOnAnotherNumberOfRanks) {
   barrier();
 }
 
+// A stop seen by one rank only (here rank 1's stop_after; a signal works the same way) stops every rank at that
+// step, with one checkpoint.
+TEST(DataParallel, OneRankStoppingStopsAll) {
+  TrainOptions o = tiny(shared_dir("stop_one"));
+  o.accum = comm().size();
+  const TrainResult r = run_training(o, comm(), comm().rank() == 1 ? 2 : 0);
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.steps, 2);
+  if (comm().rank() == 0) {
+    EXPECT_EQ(list_checkpoints(o.out), std::vector<std::string>{r.checkpoint});
+  }
+  barrier();
+}
+
 void expect_shared_error(const std::function<void()>& f, const std::string& needle) {
   try {
     f();
@@ -313,6 +351,20 @@ TEST(DataParallel, ErrorsReachEveryRank) {
   TrainOptions missing = o;
   if (comm().rank() == 1) missing.data = o.data + "_nowhere";  // only rank 1 fails in the set-up
   expect_shared_error([&] { run_training(missing, comm()); }, "rank 1: --data: ");
+  // another run holds --out (its lock, taken here by rank 0): refused on every rank, nothing written
+  TrainOptions busy = o;
+  busy.out = shared_dir("busy");
+  int fd = -1;
+  if (comm().rank() == 0) {
+    fs::create_directories(busy.out);
+    fd = ::open((busy.out + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  }
+  expect_shared_error([&] { run_training(busy, comm()); }, "is in use by another `streamllm train`");
+  if (fd >= 0) ::close(fd);
+  if (comm().rank() == 0) {
+    EXPECT_FALSE(fs::exists(busy.out + "/metrics.jsonl"));
+  }
   TrainOptions wild = o;
   wild.out = shared_dir("diverge");
   wild.lr = 1e30;
@@ -324,10 +376,26 @@ TEST(DataParallel, ErrorsReachEveryRank) {
 }  // namespace
 }  // namespace sllm::train
 
+// The first failed assertion on any rank ends the whole run (after gtest has printed it): a rank that returned
+// early from a test would otherwise enter another collective than the others, and the run would hang.
+class AbortOnFailure : public ::testing::EmptyTestEventListener {
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (!r.failed()) return;
+    std::fflush(stdout);
+    std::fprintf(stderr, "rank %d: a test failed; ending every rank\n", sllm::train::g_comm->rank());
+    sllm::train::g_comm->abort(1);
+  }
+};
+
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   std::unique_ptr<sllm::train::Comm> comm = sllm::train::make_comm();
   sllm::train::g_comm = comm.get();
+  if (comm->size() < 2) {
+    std::fprintf(stderr, "sllm_mpi_tests: run me under mpiexec with 2 or more ranks (this is %d)\n", comm->size());
+    return 1;
+  }
+  ::testing::UnitTest::GetInstance()->listeners().Append(new AbortOnFailure);
   const int rc = RUN_ALL_TESTS();
   // every rank's verdict: the run fails when any rank failed
   const bool any_failed = sllm::train::any_rank(*comm, rc != 0);
