@@ -10,9 +10,8 @@
 
 #include <cmath>       // std::log
 #include <filesystem>  // std::filesystem
-#include <fstream>     // std::ifstream
+#include <fstream>     // std::ofstream
 #include <map>         // std::map
-#include <nlohmann/json.hpp>
 #include <sstream>     // std::stringstream
 #include <string>      // std::string
 #include <vector>      // std::vector
@@ -57,38 +56,9 @@ std::string fresh_dir(const std::string& name) {
 
 using Trainer = testutil::OneThreadTest;
 
-TrainOptions tiny(const std::string& out) {
-  TrainOptions o;
-  o.threads = 1;
-  o.data = corpus().dir;
-  o.out = out;
-  o.hidden = 32;
-  o.layers = 2;
-  o.heads = 4;
-  o.seq_len = 32;
-  o.batch = 4;
-  o.steps = 8;
-  o.warmup = 2;
-  o.lr = 3e-3;
-  o.eval_every = 3;
-  o.eval_tokens = 256;
-  o.save_every = 0;
-  o.quiet = true;
-  return o;
-}
+TrainOptions tiny(const std::string& out) { return testutil::tiny_run(corpus().dir, out); }
 
-std::vector<std::string> metric_lines(const std::string& out) {
-  std::ifstream f(out + "/metrics.jsonl");
-  std::vector<std::string> lines;
-  std::string l;
-  while (std::getline(f, l)) {
-    auto j = nlohmann::json::parse(l);
-    j.erase("elapsed_s");  // wall-clock fields differ between runs
-    j.erase("tokens_per_s");
-    lines.push_back(j.dump());
-  }
-  return lines;
-}
+using testutil::metric_lines;
 
 std::string weights_bytes(const std::string& path) {
   const ModelBundle b = load_bundle(path);

@@ -1,5 +1,6 @@
 // Shared fixtures of the trainer and ablation tests: a token-data directory as `streamllm data` writes it, made
-// from this repository's own docs with the byte-level tokenizer, and a fixture that restores the thread count.
+// from this repository's own docs with the byte-level tokenizer, the tiny run's options, a run's metrics, and a
+// fixture that restores the thread count.
 #pragma once
 #include <gtest/gtest.h>  // ::testing::Test
 #include <omp.h>          // omp_get_max_threads, omp_set_num_threads
@@ -13,7 +14,10 @@
 #include <system_error>      // std::error_code
 #include <vector>            // std::vector
 
+#include <nlohmann/json.hpp>  // nlohmann::json
+
 #include "tokenizer/tokenizer.h"  // Tokenizer
+#include "train/trainer.h"        // TrainOptions
 #include "train/token_data.h"     // write_token_shard, tokenizer_id, write_file_atomic
 
 namespace sllm::train::testutil {
@@ -57,6 +61,42 @@ inline std::vector<int32_t> write_byte_corpus(const std::string& dir, std::initi
   write_token_shard(dir + "/val.bin", val, tok.vocab_size(), id);
   write_file_atomic(dir + "/tokenizer.json", tok_json);
   return train;
+}
+
+// The tiny training run the trainer tests start from (2 layers x 32 wide, 4 heads, sequence 32, batch 4, 8 steps,
+// validation every 3 steps, one thread, quiet) on the data directory `data`, writing to `out`.
+inline TrainOptions tiny_run(const std::string& data, const std::string& out) {
+  TrainOptions o;
+  o.threads = 1;
+  o.data = data;
+  o.out = out;
+  o.hidden = 32;
+  o.layers = 2;
+  o.heads = 4;
+  o.seq_len = 32;
+  o.batch = 4;
+  o.steps = 8;
+  o.warmup = 2;
+  o.lr = 3e-3;
+  o.eval_every = 3;
+  o.eval_tokens = 256;
+  o.save_every = 0;
+  o.quiet = true;
+  return o;
+}
+
+// The lines of a run's metrics.jsonl without the wall-clock fields (which differ between runs).
+inline std::vector<std::string> metric_lines(const std::string& out) {
+  std::ifstream f(out + "/metrics.jsonl");
+  std::vector<std::string> lines;
+  std::string l;
+  while (std::getline(f, l)) {
+    auto j = nlohmann::json::parse(l);
+    j.erase("elapsed_s");
+    j.erase("tokens_per_s");
+    lines.push_back(j.dump());
+  }
+  return lines;
 }
 
 // Tiny models train faster on one thread than on two (and are immune to a busy machine); run_training sets the

@@ -10,9 +10,7 @@
 #include <cstdio>      // std::fprintf
 #include <cstring>     // std::memcmp
 #include <filesystem>  // std::filesystem
-#include <fstream>     // std::ifstream
 #include <memory>      // std::unique_ptr
-#include <nlohmann/json.hpp>
 #include <string>  // std::string
 #include <fcntl.h>     // open
 #include <sys/file.h>  // flock
@@ -59,40 +57,17 @@ const std::string& corpus() {
   return dir;
 }
 
+// The trainer tests' tiny run, 6 steps of 2 micro-batches of 3 samples.
 TrainOptions tiny(const std::string& out) {
-  TrainOptions o;
-  o.threads = 1;
-  o.data = corpus();
-  o.out = out;
-  o.hidden = 32;
-  o.layers = 2;
-  o.heads = 4;
-  o.seq_len = 32;
+  TrainOptions o = testutil::tiny_run(corpus(), out);
   o.batch = 3;
   o.accum = 2;
   o.steps = 6;
-  o.warmup = 2;
-  o.lr = 3e-3;
-  o.eval_every = 3;
   o.eval_tokens = 512;
-  o.save_every = 0;
-  o.quiet = true;
   return o;
 }
 
-// metrics.jsonl without the wall-clock fields.
-std::vector<std::string> metric_lines(const std::string& out) {
-  std::ifstream f(out + "/metrics.jsonl");
-  std::vector<std::string> lines;
-  std::string l;
-  while (std::getline(f, l)) {
-    auto j = nlohmann::json::parse(l);
-    j.erase("elapsed_s");
-    j.erase("tokens_per_s");
-    lines.push_back(j.dump());
-  }
-  return lines;
-}
+using testutil::metric_lines;
 
 // Parameters, then both AdamW moments, of a checkpoint, in the flat layout.
 std::vector<float> checkpoint_floats(const std::string& path) {
