@@ -15,6 +15,7 @@
 #include <chrono>     // std::chrono
 #include <cstdio>     // std::printf
 #include <cstring>    // std::strcmp
+#include <exception>  // std::exception
 #include <string>     // std::string
 #include <vector>     // std::vector
 
@@ -61,8 +62,8 @@ struct Row {
   double params_m, tok_s, gflops, fwd_ms, step_ms;
 };
 
-Row run(const std::string& name, const ModelConfig& c, int64_t B, int64_t L, int steps) {
-  auto be = make_cpu_train_backend();
+Row run(const std::string& name, const ModelConfig& c, int64_t B, int64_t L, int steps, const std::string& device) {
+  auto be = make_train_backend(device);
   TrainModel m(c, *be);
   m.init({1});
   AdamW opt(m, {});
@@ -84,9 +85,11 @@ Row run(const std::string& name, const ModelConfig& c, int64_t B, int64_t L, int
     m.zero_grads();
     m.forward_backward(ids.data(), tgt.data(), B, T, 1.0f);
     opt.step(1e-4, opt.grad_norm());
+    be->sync();
     const double t1 = now();
     int64_t n = 0;
     m.forward_loss(ids.data(), tgt.data(), B, T, &n);
+    be->sync();
     const double t2 = now();
     if (s >= 2) {
       step_t.push_back(t1 - t0);
@@ -103,27 +106,43 @@ Row run(const std::string& name, const ModelConfig& c, int64_t B, int64_t L, int
 
 int main(int argc, char** argv) {
   int steps = 5, threads = 0;
+  int64_t B = 4, L = 64;
   double llmc = 0;
   bool quick = false;
+  std::string device = "cpu";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--llmc") && i + 1 < argc) llmc = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) B = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--seq") && i + 1 < argc) L = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else {
-      std::fprintf(stderr, "usage: bench_train [--steps N] [--threads N] [--llmc TOK_PER_S] [--quick]\n");
+      std::fprintf(stderr, "usage: bench_train [--steps N] [--threads N] [--batch B] [--seq L] [--device cpu|cuda] "
+                           "[--llmc TOK_PER_S] [--quick]\n");
       return 2;
     }
   }
+  if (steps < 1 || B < 1 || L < 2) {
+    std::fprintf(stderr, "bench_train: --steps, --batch must be >= 1 and --seq >= 2\n");
+    return 2;
+  }
   if (threads > 0) omp_set_num_threads(threads);
-  std::printf("bench_train: %d threads, batch 4 x 64 tokens, median of %d steps (after 2 warm-up steps)\n\n",
-              omp_get_max_threads(), steps);
+  std::printf("bench_train: %s, %d threads, batch %lld x %lld tokens, median of %d steps (after 2 warm-up steps)\n\n",
+              device.c_str(), omp_get_max_threads(), (long long)B, (long long)L, steps);
   std::vector<Row> rows;
-  if (quick) {
-    rows.push_back(run("tiny gpt_neox (d 128, 4 layers)", neox(4096, 128, 4, 4, 0.25, 0), 4, 64, steps));
-  } else {
-    rows.push_back(run("GPT-2-124M shape (gpt_neox block)", neox(50257, 768, 12, 12, 0.25, 0), 4, 64, steps));
-    rows.push_back(run("Pythia-160M + 1 sink token", neox(50304, 768, 12, 12, 0.25, 1), 4, 64, steps));
+  try {
+    if (quick) {
+      rows.push_back(run("tiny gpt_neox (d 128, 4 layers)", neox(4096, 128, 4, 4, 0.25, 0), B, L, steps, device));
+    } else {
+      rows.push_back(
+          run("GPT-2-124M shape (gpt_neox block)", neox(50257, 768, 12, 12, 0.25, 0), B, L, steps, device));
+      rows.push_back(run("Pythia-160M + 1 sink token", neox(50304, 768, 12, 12, 0.25, 1), B, L, steps, device));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_train: %s\n", e.what());
+    return 1;
   }
   std::printf("| model | params | step | forward | tokens/s | GFLOP/s | vs llm.c |\n|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
@@ -133,6 +152,6 @@ int main(int argc, char** argv) {
                 r.fwd_ms, r.tok_s, r.gflops, vs);
   }
   if (llmc > 0) std::printf("| llm.c train_gpt2 (GPT-2 124M, same shape) | 124.4M | %.0f ms | - | %.1f | - | 1.00x |\n",
-                            256.0 / llmc * 1e3, llmc);
+                            256.0 / llmc * 1e3, llmc);  // llm.c's own shape, 4 x 64
   return 0;
 }

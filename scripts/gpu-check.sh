@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-call GPU check for an H100/H200 (sm_90): builds for the card, runs every CUDA test (each op CUDA vs CPU on
 # fresh random inputs with poisoned outputs, the decode graph, sampling, the whole decoder on the golden
-# fixtures), the CLI with --device cuda against the CPU, then the CUDA benchmark, and prints a short summary last.
+# fixtures), the CUDA benchmark, the trainer's CUDA tests and training throughput, the CLI with --device cuda
+# against the CPU, and prints a short summary last.
 # Under 8 minutes on one H100.
 #
 # Usage: scripts/gpu-check.sh [log-dir]          (log-dir default: $OUT, else ./gpu-check-logs)
@@ -11,6 +12,7 @@
 #                  (a lent GPU machine without this project's Debian dependencies; see docs/cuda.md)
 #   BENCH_ARGS=..  arguments for bench_cuda (default: the full run; "--quick" for a smoke run)
 #   SANITIZE=0     skip the compute-sanitizer pass over the attention and decoder tests
+#   TRAIN=0        skip the trainer's CUDA tests and training benchmark (run last, 60 s + 60 s at most)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG_DIR=${1:-${OUT:-gpu-check-logs}}
@@ -26,7 +28,8 @@ LOG="$LOG_DIR/gpu-check.log"
 if [ "${PREBUILT:-0}" != 1 ]; then
   echo "== build ($BUILD, sm_90a)" | tee -a "$LOG"
   if ! { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DSLLM_TESTS=ON &&
-         cmake --build "$BUILD" -j"$(nproc)" --target sllm_cuda_tests bench_cuda streamllm sllm_cuda_plugin; } \
+         cmake --build "$BUILD" -j"$(nproc)" --target sllm_cuda_tests sllm_cuda_train_tests bench_cuda bench_train \
+           streamllm sllm_cuda_plugin; } \
        >>"$LOG" 2>&1; then
     echo "BUILD FAILED (see $LOG)"; tail -30 "$LOG"; exit 1
   fi
@@ -116,12 +119,32 @@ if [ -x "$BUILD/streamllm" ]; then
 fi
 
 
+# The trainer's CUDA backend (not yet run on a GPU before this check was written): its tests against the CPU
+# backend, then training throughput of the GPT-2-124M / Pythia-160M shapes. These binaries link the trainer's
+# libraries (HDF5, OpenMPI), carried in $BUILD/lib.
+train_rc=skipped
+if [ -x "$BUILD/sllm_cuda_train_tests" ] && [ "${TRAIN:-1}" != 0 ]; then
+  echo "== CUDA trainer tests, then bench_train --device cuda" | tee -a "$LOG"
+  libenv=(env LD_LIBRARY_PATH="$(cd "$BUILD" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  timeout "${TRAIN_TEST_TIMEOUT:-60}" "${libenv[@]}" "$BUILD"/sllm_cuda_train_tests --gtest_brief=1 \
+    >"$LOG_DIR/cuda-train-tests.log" 2>&1
+  train_rc=$?
+  tail -15 "$LOG_DIR/cuda-train-tests.log" | tee -a "$LOG"
+  if [ -x "$BUILD/bench_train" ]; then
+    timeout "${TRAIN_BENCH_TIMEOUT:-60}" "${libenv[@]}" "$BUILD"/bench_train --device cuda --batch 8 --seq 512 \
+      --steps 3 >"$LOG_DIR/train-bench.md" 2>&1 || train_rc=${train_rc/#0/bench}
+    tee -a "$LOG" <"$LOG_DIR/train-bench.md"
+  fi
+fi
+
 echo
 echo "== summary"
 grep -E "^\[  (PASSED|FAILED|SKIPPED) \]|^\[  FAILED  \]" "$LOG_DIR/cuda-tests.log" | head -40
-echo "tests: rc $test_rc in ${test_s}s; sanitizer: rc $san_rc; cli: rc $cli_rc; bench: rc $bench_rc in ${bench_s}s"
+echo "tests: rc $test_rc in ${test_s}s; sanitizer: rc $san_rc; cli: rc $cli_rc; bench: rc $bench_rc in ${bench_s}s;" \
+  "trainer: rc $train_rc"
 [ "$test_rc" != 0 ] && grep -E "^  SLLM_CUDA_" "$LOG" | sed "s/^ */isolation: /"
 tail -5 "$LOG_DIR/bench.err"
 cat "$LOG_DIR/bench.md"
+[ -f "$LOG_DIR/train-bench.md" ] && grep "^|" "$LOG_DIR/train-bench.md"
 [ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ] && { [ "$san_rc" = 0 ] || [ "$san_rc" = skipped ]; } &&
   { [ "$cli_rc" = 0 ] || [ "$cli_rc" = skipped ]; }

@@ -14,14 +14,15 @@ cd "$(dirname "$0")/.."
 DEST=${1:-.devbin}
 BUILD=${BUILD:-build-gpu}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DSLLM_NATIVE=OFF -DSLLM_TESTS=ON
-cmake --build "$BUILD" -j"$(nproc)" --target sllm_cuda_tests bench_cuda streamllm sllm_cuda_plugin
+BINS=(sllm_cuda_tests sllm_cuda_train_tests bench_cuda bench_train streamllm)
+cmake --build "$BUILD" -j"$(nproc)" --target "${BINS[@]}" sllm_cuda_plugin
 mkdir -p "$DEST/lib"
-cp "$BUILD"/sllm_cuda_tests "$BUILD"/bench_cuda "$BUILD"/streamllm "$BUILD"/libsllm_cuda.so "$DEST"/
-strip "$DEST"/sllm_cuda_tests "$DEST"/bench_cuda "$DEST"/streamllm "$DEST"/libsllm_cuda.so
-# The CLI's shared libraries (HDF5 and what it pulls in, PCRE2, OpenMP, ...) travel with it, except glibc's own
-# and the C++ runtime the test binaries already rely on; gpu-check.sh puts $BUILD/lib on LD_LIBRARY_PATH.
-ldd "$BUILD"/streamllm | awk '$3 ~ /^\// {print $3}' |
-  grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so' |
+for b in "${BINS[@]}" libsllm_cuda.so; do cp "$BUILD/$b" "$DEST/"; strip "$DEST/$b"; done
+# The shared libraries of the CLI and of the trainer's binaries (HDF5 and what it pulls in, OpenMPI, PCRE2,
+# OpenMP, ...) travel with them, except glibc's own and the C++ runtime; gpu-check.sh puts $BUILD/lib on
+# LD_LIBRARY_PATH for those binaries (sllm_cuda_tests and bench_cuda need none of them).
+for b in streamllm sllm_cuda_train_tests bench_train; do ldd "$BUILD/$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+  grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt)\.so' |
   while read -r lib; do cp -L "$lib" "$DEST/lib/"; done
 du -sh "$DEST"
 exclude="$(git rev-parse --git-dir)/info/exclude"

@@ -171,6 +171,7 @@ const std::map<std::string, Setter>& train_setters() {
       {"keep", field(&TrainOptions::keep)},
       {"log-every", field(&TrainOptions::log_every)},
       {"threads", field(&TrainOptions::threads)},
+      {"device", field(&TrainOptions::device)},
       {"quiet", field(&TrainOptions::quiet)},
   };
   return m;

@@ -100,6 +100,8 @@ void register_train(CLI::App& app) {
   sub->add_option("--keep", o->keep, "Checkpoints kept (0 = all)")->capture_default_str();
   sub->add_option("--log-every", o->log_every, "Print a progress line every N steps")->capture_default_str();
   sub->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  sub->add_option("--device", o->device, "cpu, cuda or cuda:N (under MPI, `cuda` is each rank's local GPU)")
+      ->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "Only the summary");
   sub->callback([o, config, sub] {
     // Several ranks when started by an MPI launcher (`mpirun -np 2 streamllm train ...`): train/comm.h.

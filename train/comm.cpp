@@ -20,6 +20,7 @@ class SingleComm final : public Comm {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_size() const override { return 1; }
+  int local_rank() const override { return 0; }
   std::string name() const override { return "single"; }
   void sum_in_rank_order(float*, size_t) override {}
   void sum_in_rank_order(double*, size_t) override {}

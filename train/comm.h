@@ -37,6 +37,7 @@ class Comm {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual int local_size() const = 0;  // ranks on this machine (they share its cores)
+  virtual int local_rank() const = 0;  // this rank's place among them (its GPU, when each rank has one)
   virtual std::string name() const = 0;  // "single", "mpi"
 
   // x (n values on every rank) := x_0 + x_1 + ... + x_{size-1}, added in rank order, ((x_0 + x_1) + x_2) + ...:

@@ -46,6 +46,7 @@ class MpiComm final : public Comm {
     MPI_Comm local;
     MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
     MPI_Comm_size(local, &local_size_);
+    MPI_Comm_rank(local, &local_rank_);
     MPI_Comm_free(&local);
   }
   ~MpiComm() override {
@@ -58,6 +59,7 @@ class MpiComm final : public Comm {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_size() const override { return local_size_; }
+  int local_rank() const override { return local_rank_; }
   std::string name() const override { return "mpi"; }
 
   void sum_in_rank_order(float* x, size_t n) override { chain_sum(x, n, MPI_FLOAT); }
@@ -102,7 +104,7 @@ class MpiComm final : public Comm {
 
   static constexpr int kTag = 0x5111;
   MPI_Comm comm_ = MPI_COMM_NULL;
-  int rank_ = 0, size_ = 1, local_size_ = 1;
+  int rank_ = 0, size_ = 1, local_size_ = 1, local_rank_ = 0;
   bool owns_ = false;
 };
 

@@ -19,6 +19,7 @@ namespace k = cpu::train;
 class CpuTrainBackend final : public TrainBackend {
  public:
   const char* name() const override { return "cpu"; }
+  bool host_memory() const override { return true; }
 
   float* alloc(size_t n) override {
     void* p = std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);

@@ -8,6 +8,7 @@
 #include <cstddef>  // size_t
 #include <cstdint>  // int64_t
 #include <memory>   // std::unique_ptr
+#include <string>   // std::string
 
 namespace sllm::train {
 
@@ -15,6 +16,11 @@ class TrainBackend {
  public:
   virtual ~TrainBackend() = default;
   virtual const char* name() const = 0;
+  // Whether the pointers are host memory the caller may read and write directly (the CPU backend); else device
+  // memory, reached through upload/download.
+  virtual bool host_memory() const { return false; }
+  // Waits until every queued op has finished (timing; the CPU backend has nothing queued).
+  virtual void sync() {}
 
   // ---- memory ----
   virtual float* alloc(size_t n) = 0;  // n floats, zeroed
@@ -74,6 +80,10 @@ class TrainBackend {
 };
 
 std::unique_ptr<TrainBackend> make_cpu_train_backend();
+// The backend a --device names: "cpu", or "cuda" / "cuda:N" (the CUDA backend from libsllm_cuda.so beside the
+// executable, loaded only then; `cuda` is device `default_index`). Throws sllm::Error naming the flag and what is
+// wrong (a bad spelling, no CUDA in this build, no such device).
+std::unique_ptr<TrainBackend> make_train_backend(const std::string& device, int default_index = 0);
 
 // An owned array of floats in a backend's memory.
 class DevBuf {

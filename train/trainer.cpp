@@ -83,6 +83,10 @@ void TrainOptions::validate() const {
   need(eval_every >= 0 && save_every >= 0 && eval_tokens >= 1 && log_every >= 1,
        "--eval-every/--save-every: must be >= 0; --eval-tokens/--log-every: >= 1");
   need(keep >= 0, "--keep: must be >= 0 (0 = keep all)");
+  need(device == "cpu" || device == "cuda" || (device.size() > 5 && device.compare(0, 5, "cuda:") == 0 &&
+                                                 device.size() <= 9 &&
+                                                 device.find_first_not_of("0123456789", 5) == std::string::npos),
+       "--device: expected cpu, cuda or cuda:N, got '" + device + "'");
   need(!data.empty(), "--data: required (a directory written by `streamllm data`)");
   need(!out.empty(), "--out: required");
 }
@@ -281,6 +285,21 @@ class RunLock {
   int fd_ = -1;
 };
 
+// Runs f on a host view of n floats of backend memory at p: the memory itself when the backend's is host memory,
+// else a copy in `tmp`, written back afterwards when `write`. (The ranks of a GPU run exchange through host memory;
+// NCCL would keep them on the device.)
+template <class F>
+void on_host(TrainBackend& be, float* p, size_t n, bool write, std::vector<float>& tmp, F&& f) {
+  if (be.host_memory()) {
+    f(p);
+    return;
+  }
+  tmp.resize(n);
+  be.download(tmp.data(), p, n);
+  f(tmp.data());
+  if (write) be.upload(p, tmp.data(), n);
+}
+
 // Options that change what is computed: a resume must not change them.
 const char* kFixedOnResume[] = {"family", "hidden", "layers", "heads", "kv_heads", "ffn", "rotary_pct", "rope_theta",
                                 "tied_head", "sink", "sink_tokens", "seq_len", "batch", "accum", "shuffle", "seed",
@@ -332,12 +351,13 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   // ---- set-up: every rank runs it (read-only until the ranks agree), any failure becomes the same error on all
   std::string tok_json;
   std::optional<TokenShard> train_shard, val_shard;
-  auto be = make_cpu_train_backend();
+  std::unique_ptr<TrainBackend> be;
   std::unique_ptr<TrainModel> model;
   std::unique_ptr<AdamW> opt_ptr;
   TrainState st;
   std::string resumed_from;
   RunLock lock;  // rank 0 holds --out for the whole run
+  std::vector<float> stage;  // host copies of device buffers for the ranks' exchanges (a GPU backend)
   on_every_rank(comm, [&] {
     o.validate();
     if (o.accum % W != 0)
@@ -348,6 +368,7 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
       omp_set_num_threads(o.threads);
     else if (W > 1)
       omp_set_num_threads(default_rank_threads(comm.local_size()));
+    be = make_train_backend(o.device, comm.local_rank());
     std::error_code ec;
     if (!fs::is_directory(o.data, ec))
       throw Error("--data: " + o.data + " is not a directory (run `streamllm data` first)");
@@ -417,9 +438,9 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
     if (any_rank(comm, mine != lead_view))
       throw SharedError("the ranks disagree on the run (options, data sizes, resumed state or model size differ "
                         "from rank 0's): start every rank with the same command line and the same files");
-    comm.broadcast(m.params(), size_t(m.n_floats()) * sizeof(float), 0);
-    comm.broadcast(opt.m(), size_t(m.n_floats()) * sizeof(float), 0);
-    comm.broadcast(opt.v(), size_t(m.n_floats()) * sizeof(float), 0);
+    for (float* p : {m.params(), opt.m(), opt.v()})
+      on_host(*be, p, size_t(m.n_floats()), true, stage,
+              [&](float* h) { comm.broadcast(h, size_t(m.n_floats()) * sizeof(float), 0); });
     m.params_changed();
   }
   Rng rng(0);
@@ -449,10 +470,12 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   const double tokens_per_step = double(B * o.accum * o.seq_len);
   const ModelConfig& c = m.cfg();
   if (talk) {
-    std::printf("train: %s block, %s, %.2fM parameters, %lld layers x %lld wide, %lld heads (%lld kv), seq %lld%s\n",
+    std::printf("train: %s block, %s, %.2fM parameters, %lld layers x %lld wide, %lld heads (%lld kv), seq %lld%s, "
+                "on %s\n",
                 family_name(c.family), sink_name(c.sink), double(m.n_floats()) / 1e6, (long long)c.n_layers,
                 (long long)c.hidden, (long long)c.n_heads, (long long)c.n_kv_heads, (long long)o.seq_len,
-                c.sink_tokens ? (" + " + std::to_string(c.sink_tokens) + " sink token(s)").c_str() : "");
+                c.sink_tokens ? (" + " + std::to_string(c.sink_tokens) + " sink token(s)").c_str() : "",
+                be->name());
     std::printf("train: %lld tokens per step (%lld x %lld x %lld), %lld steps, train %lld tokens, val %lld tokens%s\n",
                 (long long)tokens_per_step, (long long)B, (long long)o.accum, (long long)o.seq_len,
                 (long long)o.steps, (long long)train.size(), (long long)val.size(),
@@ -468,12 +491,15 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
   // The ranks hold the same weights and moments by construction; that is checked (a hash) wherever they are
   // saved, so a rank that computed something else (another CPU type, a non-deterministic kernel) is caught.
   auto check_ranks_agree = [&] {
-    const size_t bytes = size_t(m.n_floats()) * sizeof(float);
-    for (const float* p : {static_cast<const float*>(m.params()), static_cast<const float*>(opt.m()),
-                           static_cast<const float*>(opt.v())})
-      if (!comm.same_on_every_rank(p, bytes))
+    if (W == 1) return;
+    const size_t n = size_t(m.n_floats());
+    for (float* p : {m.params(), opt.m(), opt.v()}) {
+      bool same = true;
+      on_host(*be, p, n, false, stage, [&](float* h) { same = comm.same_on_every_rank(h, n * sizeof(float)); });
+      if (!same)
         throw SharedError("after step " + std::to_string(st.step) + " the ranks' weights or moments differ from " +
                           "rank 0's: a rank computed something else (run the same binary on the same CPU type)");
+    }
   };
   auto save = [&] {
     check_ranks_agree();
@@ -507,7 +533,9 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
         mb_loss[size_t(a)] = m.forward_backward_added(ids.data(), tgt.data(), B, T, w) / double(o.accum);
       }
     }
-    comm.sum_in_rank_order(m.grads(), size_t(m.n_floats()));
+    if (W > 1)
+      on_host(*be, m.grads(), size_t(m.n_floats()), true, stage,
+              [&](float* h) { comm.sum_in_rank_order(h, size_t(m.n_floats())); });
     comm.sum_in_rank_order(mb_loss.data(), mb_loss.size());  // one rank's value + zeros: exact
     loss = 0;
     for (double l : mb_loss) loss += l;

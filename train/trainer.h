@@ -45,6 +45,7 @@ struct TrainOptions {
   std::string out = "runs/train";
   bool resume = false;
   int threads = 0;              // 0 = all cores
+  std::string device = "cpu";   // cpu | cuda | cuda:N (a data-parallel rank's "cuda" is the GPU of its local rank)
   int64_t log_every = 1;
   bool quiet = false;           // no per-step lines (the summary still prints)
 
