@@ -146,5 +146,6 @@ echo "tests: rc $test_rc in ${test_s}s; sanitizer: rc $san_rc; cli: rc $cli_rc; 
 tail -5 "$LOG_DIR/bench.err"
 cat "$LOG_DIR/bench.md"
 [ -f "$LOG_DIR/train-bench.md" ] && grep "^|" "$LOG_DIR/train-bench.md"
+[ -f "$LOG_DIR/cuda-train-tests.log" ] && grep -E "^\[  FAILED  \] [A-Za-z]" "$LOG_DIR/cuda-train-tests.log" | head -20
 [ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ] && { [ "$san_rc" = 0 ] || [ "$san_rc" = skipped ]; } &&
-  { [ "$cli_rc" = 0 ] || [ "$cli_rc" = skipped ]; }
+  { [ "$cli_rc" = 0 ] || [ "$cli_rc" = skipped ]; } && { [ "$train_rc" = 0 ] || [ "$train_rc" = skipped ]; }

@@ -23,7 +23,7 @@ extern "C" __attribute__((visibility("default"))) sllm::Backend* sllm_cuda_plugi
 }
 
 // A new CUDA training backend on `device` (owned by the caller, deleted through TrainBackend's virtual destructor),
-// or null with the reason written to err (n bytes). train/train_backend.cpp loads it for `train --device cuda`.
+// or null with the reason written to err (n bytes). train/backend_choice.cpp loads it for `train --device cuda`.
 extern "C" __attribute__((visibility("default"))) sllm::train::TrainBackend* sllm_cuda_plugin_make_train(
     int device, char* err, size_t n) {
   try {

@@ -310,13 +310,18 @@ __global__ void attention_fwd_kernel(AttnShape a, const float* q, const float* k
   const float l = float(m + log(sum));
   if (lane == 0) lse[row] = l;
   float o[kMaxHeadDim / 32];
+#pragma unroll
   for (int u = 0; u < kMaxHeadDim / 32; ++u) o[u] = 0.0f;
   for (int64_t j = 0; j <= i; ++j) {
     const float p = expf(a.scale * warp_dot(qi, kb + j * kvd, a.hd) - l);
-    for (int u = 0; u * 32 + lane < a.hd; ++u) o[u] += p * vb[j * kvd + u * 32 + lane];
+#pragma unroll  // (a fixed trip count keeps the per-lane arrays in registers)
+    for (int u = 0; u < kMaxHeadDim / 32; ++u)
+      if (u * 32 + lane < a.hd) o[u] += p * vb[j * kvd + u * 32 + lane];
   }
   float* oi = out + (b * a.T + i) * qd + h * a.hd;
-  for (int u = 0; u * 32 + lane < a.hd; ++u) oi[u * 32 + lane] = o[u];
+#pragma unroll  // (a fixed trip count keeps the per-lane arrays in registers)
+  for (int u = 0; u < kMaxHeadDim / 32; ++u)
+    if (u * 32 + lane < a.hd) oi[u * 32 + lane] = o[u];
 }
 
 // Rows (b, h, i) of the backward: Di = dout_i . out_i (saved for the key pass), dq_i, and the row's share of
@@ -334,13 +339,18 @@ __global__ void attention_bwd_dq_kernel(AttnShape a, const float* q, const float
   const float l = lse[row];
   const float Di = warp_dot(dout + at, out + at, a.hd);
   float g[kMaxHeadDim / 32];
+#pragma unroll
   for (int u = 0; u < kMaxHeadDim / 32; ++u) g[u] = 0.0f;
   for (int64_t j = 0; j <= i; ++j) {
     const float pij = expf(a.scale * warp_dot(q + at, kb + j * kvd, a.hd) - l);
     const float dS = pij * (warp_dot(dout + at, vb + j * kvd, a.hd) - Di) * a.scale;
-    for (int u = 0; u * 32 + lane < a.hd; ++u) g[u] += dS * kb[j * kvd + u * 32 + lane];
+#pragma unroll  // (a fixed trip count keeps the per-lane arrays in registers)
+    for (int u = 0; u < kMaxHeadDim / 32; ++u)
+      if (u * 32 + lane < a.hd) g[u] += dS * kb[j * kvd + u * 32 + lane];
   }
-  for (int u = 0; u * 32 + lane < a.hd; ++u) dq[at + u * 32 + lane] = g[u];
+#pragma unroll  // (a fixed trip count keeps the per-lane arrays in registers)
+  for (int u = 0; u < kMaxHeadDim / 32; ++u)
+    if (u * 32 + lane < a.hd) dq[at + u * 32 + lane] = g[u];
   if (lane == 0) {
     Drow[row] = Di;
     de_row[row] = extra ? -exp(double(extra[h]) - l) * Di : 0.0;
@@ -360,19 +370,27 @@ __global__ void attention_bwd_dkv_kernel(AttnShape a, const float* q, const floa
   const float* kj = k + (b * a.T + j) * kvd + kh * a.hd;
   const float* vj = v + (b * a.T + j) * kvd + kh * a.hd;
   float gk[kMaxHeadDim / 32], gv[kMaxHeadDim / 32];
+#pragma unroll
   for (int u = 0; u < kMaxHeadDim / 32; ++u) gk[u] = gv[u] = 0.0f;
   for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
     for (int64_t i = j; i < a.T; ++i) {
       const int64_t qrow = (b * a.H + h) * a.T + i, at = (b * a.T + i) * qd + h * a.hd;
       const float pij = expf(a.scale * warp_dot(q + at, kj, a.hd) - lse[qrow]);
       const float dS = pij * (warp_dot(dout + at, vj, a.hd) - Drow[qrow]) * a.scale;
-      for (int u = 0; u * 32 + lane < a.hd; ++u) {
-        gk[u] += dS * q[at + u * 32 + lane];
-        gv[u] += pij * dout[at + u * 32 + lane];
-      }
+#pragma unroll  // (a fixed trip count keeps the per-lane arrays in registers)
+      for (int u = 0; u < kMaxHeadDim / 32; ++u)
+        if (u * 32 + lane < a.hd) {
+          gk[u] += dS * q[at + u * 32 + lane];
+          gv[u] += pij * dout[at + u * 32 + lane];
+        }
     }
   const int64_t o = (b * a.T + j) * kvd + kh * a.hd;
-  for (int u = 0; u * 32 + lane < a.hd; ++u) dk[o + u * 32 + lane] = gk[u], dv[o + u * 32 + lane] = gv[u];
+#pragma unroll  // (a fixed trip count keeps the per-lane arrays in registers)
+  for (int u = 0; u < kMaxHeadDim / 32; ++u)
+    if (u * 32 + lane < a.hd) {
+      dk[o + u * 32 + lane] = gk[u];
+      dv[o + u * 32 + lane] = gv[u];
+    }
 }
 
 // dextra[h] += sum over b of (sum over i of de_row[(b, h, i)]), each in order, in double.
@@ -393,11 +411,17 @@ __global__ void attention_dextra_kernel(const double* de_row, int64_t B, int64_t
 class CudaTrainBackend final : public train::TrainBackend {
  public:
   explicit CudaTrainBackend(int device) : device_(device) {
-    CUDA_CHECK(cudaSetDevice(device));
-    CUDA_CHECK(cudaStreamCreate(&st_));
-    CUBLAS_CHECK(cublasCreate(&blas_));
-    CUBLAS_CHECK(cublasSetStream(blas_, st_));
-    CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // f32 products, no TF32
+    try {
+      CUDA_CHECK(cudaSetDevice(device));
+      CUDA_CHECK(cudaStreamCreate(&st_));
+      CUBLAS_CHECK(cublasCreate(&blas_));
+      CUBLAS_CHECK(cublasSetStream(blas_, st_));
+      CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // f32 products, no TF32
+    } catch (...) {  // the destructor does not run for a constructor that throws
+      if (blas_) cublasDestroy(blas_);
+      if (st_) cudaStreamDestroy(st_);
+      throw;
+    }
   }
   ~CudaTrainBackend() override {
     cudaStreamSynchronize(st_);
@@ -413,8 +437,8 @@ class CudaTrainBackend final : public train::TrainBackend {
   // ---- memory ----
   float* alloc(size_t n) override {
     void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, n * sizeof(float)));
-    CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), st_));
+    CUDA_CHECK(cudaMalloc(&p, (n ? n : 1) * sizeof(float)));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, (n ? n : 1) * sizeof(float), st_));
     return static_cast<float*>(p);
   }
   void free(float* p) override {
@@ -422,17 +446,22 @@ class CudaTrainBackend final : public train::TrainBackend {
     cudaFree(p);
   }
   void upload(float* dst, const float* host, size_t n) override {
+    if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, st_));
     CUDA_CHECK(cudaStreamSynchronize(st_));  // the host buffer may be reused at once
   }
   void download(float* host, const float* src, size_t n) override {
+    if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, st_));
     CUDA_CHECK(cudaStreamSynchronize(st_));
   }
   void copy(float* dst, const float* src, size_t n) override {
+    if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st_));
   }
-  void zero(float* p, size_t n) override { CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), st_)); }
+  void zero(float* p, size_t n) override {
+    if (n) CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), st_));
+  }
   void copy2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) override {
     CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(ldd) * sizeof(float), src, size_t(lds) * sizeof(float),
                                  size_t(cols) * sizeof(float), size_t(rows), cudaMemcpyDeviceToDevice, st_));
@@ -448,6 +477,7 @@ class CudaTrainBackend final : public train::TrainBackend {
     cudaFree(p);
   }
   void upload_ids(int32_t* dst, const int32_t* host, size_t n) override {
+    if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, st_));
     CUDA_CHECK(cudaStreamSynchronize(st_));
   }
@@ -488,6 +518,7 @@ class CudaTrainBackend final : public train::TrainBackend {
   void attention(const float* q, const float* k, const float* v, int64_t B, int64_t T, int64_t H, int64_t KV,
                  int64_t hd, float scale, const float* extra, float* out, float* lse) override {
     check_head_dim(hd);
+    if (B * H * T == 0) return;
     const AttnShape a{B, T, H, KV, hd, scale};
     attention_fwd_kernel<<<warp_blocks(B * H * T), 128, 0, st_>>>(a, q, k, v, extra, out, lse);
     CUDA_CHECK(cudaGetLastError());
@@ -550,6 +581,7 @@ class CudaTrainBackend final : public train::TrainBackend {
                      const float* lse, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd, float scale,
                      const float* extra, float* dq, float* dk, float* dv, float* dextra) override {
     check_head_dim(hd);
+    if (B * H * T == 0) return;
     const AttnShape a{B, T, H, KV, hd, scale};
     const size_t rows = size_t(B * H * T);
     float* Drow = drow(rows);
@@ -623,6 +655,7 @@ class CudaTrainBackend final : public train::TrainBackend {
       CUDA_CHECK(cudaStreamSynchronize(st_));
       if (p) CUDA_CHECK(cudaFree(p));
       p = nullptr;
+      cap = 0;  // (if the allocation throws, the next call allocates again rather than using null)
       CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
       cap = n;
     }
