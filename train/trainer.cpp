@@ -344,6 +344,11 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after) {
 }
 
 TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) {
+  return run_training(o, comm, stop_after, {});
+}
+
+TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after,
+                         const std::function<std::unique_ptr<TrainBackend>()>& make_backend) {
   const int W = comm.size(), rank = comm.rank();
   const bool lead = rank == 0;  // rank 0 writes every file and prints; the others compute
   const bool talk = lead && !o.quiet;
@@ -368,7 +373,7 @@ TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after) 
       omp_set_num_threads(o.threads);
     else if (W > 1)
       omp_set_num_threads(default_rank_threads(comm.local_size()));
-    be = make_train_backend(o.device, comm.local_rank());
+    be = make_backend ? make_backend() : make_train_backend(o.device, comm.local_rank());
     std::error_code ec;
     if (!fs::is_directory(o.data, ec))
       throw Error("--data: " + o.data + " is not a directory (run `streamllm data` first)");

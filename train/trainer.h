@@ -8,6 +8,7 @@
 #include <atomic>      // std::atomic
 #include <cstdint>     // int64_t
 #include <functional>  // std::function
+#include <memory>      // std::unique_ptr
 #include <string>      // std::string
 
 #include "model/config.h"  // ModelConfig
@@ -76,7 +77,8 @@ std::atomic<bool>& stop_flag();
 // second later, whatever they are doing).
 void install_stop_handlers();
 
-class Comm;  // train/comm.h
+class Comm;          // train/comm.h
+class TrainBackend;  // train/train_backend.h
 
 // Runs (or resumes) training. `stop_after` > 0 stops like a signal once that many optimizer steps are done in
 // total (tests use it to interrupt a run deterministically).
@@ -85,5 +87,9 @@ TrainResult run_training(const TrainOptions& o, int64_t stop_after = 0);
 // computes --accum / ranks of a step's micro-batches, rank 0 writes the files and prints. Every rank returns the
 // same result. Errors that all ranks see are thrown as SharedError on every rank.
 TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after = 0);
+// The same on a backend made by `make_backend` instead of the one o.device names (an embedding program's own
+// backend; the tests' device-like CPU backend).
+TrainResult run_training(const TrainOptions& o, Comm& comm, int64_t stop_after,
+                         const std::function<std::unique_ptr<TrainBackend>()>& make_backend);
 
 }  // namespace sllm::train

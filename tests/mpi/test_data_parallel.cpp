@@ -10,6 +10,7 @@
 #include <cstdio>      // std::fprintf
 #include <cstring>     // std::memcmp
 #include <filesystem>  // std::filesystem
+#include <map>         // std::map
 #include <memory>      // std::unique_ptr
 #include <string>  // std::string
 #include <fcntl.h>     // open
@@ -21,6 +22,7 @@
 #include "train/checkpoint.h"   // load_checkpoint_state, list_checkpoints
 #include "train/comm.h"         // Comm, make_comm
 #include "train/optimizer.h"    // AdamW
+#include "train/train_backend.h"  // TrainBackend, make_cpu_train_backend
 #include "train/trainer.h"      // run_training
 #include "train_test_util.h"    // write_byte_corpus
 
@@ -91,6 +93,86 @@ size_t bits_differ(const std::vector<float>& a, const std::vector<float>& b) {
   for (size_t i = 0; i < a.size(); ++i) d += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
   return d;
 }
+
+// The CPU backend presented as device memory (host_memory() false): the trainer must then reach every buffer it
+// exchanges between ranks through download/upload, as it does for a GPU (train/trainer.cpp, on_host).
+class DeviceLike final : public TrainBackend {
+ public:
+  const char* name() const override { return "device-like cpu"; }
+  float* alloc(size_t n) override { return in_->alloc(n); }
+  void free(float* p) override { in_->free(p); }
+  void upload(float* d, const float* h, size_t n) override {
+    ++uploads[n];
+    in_->upload(d, h, n);
+  }
+  void download(float* h, const float* s, size_t n) override {
+    ++downloads[n];
+    in_->download(h, s, n);
+  }
+  void copy(float* d, const float* s, size_t n) override { in_->copy(d, s, n); }
+  void zero(float* p, size_t n) override { in_->zero(p, n); }
+  void copy2d(float* d, int64_t ldd, const float* s, int64_t lds, int64_t r, int64_t c) override {
+    in_->copy2d(d, ldd, s, lds, r, c);
+  }
+  int32_t* alloc_ids(size_t n) override { return in_->alloc_ids(n); }
+  void free_ids(int32_t* p) override { in_->free_ids(p); }
+  void upload_ids(int32_t* d, const int32_t* h, size_t n) override { in_->upload_ids(d, h, n); }
+  void linear(const float* X, int64_t T, int64_t K, const float* W, int64_t N, const float* b, float* Y) override {
+    in_->linear(X, T, K, W, N, b, Y);
+  }
+  void embedding(const int32_t* ids, int64_t T, const float* t, int64_t D, float* o) override {
+    in_->embedding(ids, T, t, D, o);
+  }
+  void norm(bool l, const float* x, const float* w, const float* b, float e, int64_t T, int64_t D, float* y,
+            float* st) override {
+    in_->norm(l, x, w, b, e, T, D, y, st);
+  }
+  void rope(float* x, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t r, const float* c, const float* s,
+            bool inv) override {
+    in_->rope(x, B, T, H, hd, r, c, s, inv);
+  }
+  void gelu(const float* x, int64_t n, float* y) override { in_->gelu(x, n, y); }
+  void swiglu(const float* g, const float* u, int64_t T, int64_t F, float* a) override { in_->swiglu(g, u, T, F, a); }
+  void add(const float* a, const float* b, int64_t n, float* y) override { in_->add(a, b, n, y); }
+  void attention(const float* q, const float* k, const float* v, int64_t B, int64_t T, int64_t H, int64_t KV,
+                 int64_t hd, float sc, const float* ex, float* out, float* lse) override {
+    in_->attention(q, k, v, B, T, H, KV, hd, sc, ex, out, lse);
+  }
+  double cross_entropy(const float* l, const int32_t* t, int64_t N, int64_t V, float gs, float* dl) override {
+    return in_->cross_entropy(l, t, N, V, gs, dl);
+  }
+  void linear_bwd(const float* dY, const float* X, int64_t T, int64_t K, const float* Wt, int64_t N, float* dX,
+                  bool acc, float* dW, float* db) override {
+    in_->linear_bwd(dY, X, T, K, Wt, N, dX, acc, dW, db);
+  }
+  void transpose(const float* s, int64_t r, int64_t c, float* d) override { in_->transpose(s, r, c, d); }
+  void embedding_bwd(const int32_t* ids, int64_t T, const float* dx, int64_t D, float* dt) override {
+    in_->embedding_bwd(ids, T, dx, D, dt);
+  }
+  void norm_bwd(bool l, const float* dy, const float* x, const float* w, const float* st, int64_t T, int64_t D,
+                float* dx, bool acc, float* dw, float* db) override {
+    in_->norm_bwd(l, dy, x, w, st, T, D, dx, acc, dw, db);
+  }
+  void gelu_bwd(const float* dy, const float* x, int64_t n, float* dx) override { in_->gelu_bwd(dy, x, n, dx); }
+  void swiglu_bwd(const float* da, const float* g, const float* u, int64_t n, float* dg, float* du) override {
+    in_->swiglu_bwd(da, g, u, n, dg, du);
+  }
+  void attention_bwd(const float* q, const float* k, const float* v, const float* o, const float* dout,
+                     const float* lse, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd, float sc,
+                     const float* ex, float* dq, float* dk, float* dv, float* dex) override {
+    in_->attention_bwd(q, k, v, o, dout, lse, B, T, H, KV, hd, sc, ex, dq, dk, dv, dex);
+  }
+  double sum_squares(const float* x, int64_t n) override { return in_->sum_squares(x, n); }
+  void scale(float* x, int64_t n, float s) override { in_->scale(x, n, s); }
+  void adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
+             float wd, double bc1, double bc2) override {
+    in_->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+  }
+  static inline std::map<size_t, int64_t> uploads, downloads;  // transfers by size
+
+ private:
+  std::unique_ptr<TrainBackend> in_ = make_cpu_train_backend();
+};
 
 // One process of the same options (rank 0 only).
 TrainResult single(const TrainOptions& o, int64_t stop_after = 0) {
@@ -212,6 +294,33 @@ TEST(DataParallel, RanksWithOneMicroBatchEachAreOneProcessBitForBit) {
     }
     barrier();
   }
+}
+
+// Ranks whose backend is device memory (a GPU's) exchange through host copies: the same run, bit for bit, as ranks
+// on the CPU backend; and the exchange did go through download/upload (three per step at least: the gradient's
+// download and upload, and the loss).
+TEST(DataParallel, DeviceMemoryRanksExchangeThroughHostCopies) {
+  TrainOptions o = tiny(shared_dir("devicelike"));
+  o.accum = comm().size();
+  const TrainResult plain = run_training(o, comm());
+  TrainOptions d = o;
+  d.out = shared_dir("devicelike_staged");
+  DeviceLike::uploads.clear();
+  DeviceLike::downloads.clear();
+  const TrainResult staged =
+      run_training(d, comm(), 0, [] { return std::unique_ptr<TrainBackend>(std::make_unique<DeviceLike>()); });
+  EXPECT_EQ(staged.last_loss, plain.last_loss);
+  EXPECT_EQ(staged.val_loss, plain.val_loss);
+  // Whole-parameter-array transfers: the first upload, then per step the summed gradient's download and upload
+  // (without staging there would be one upload and no per-step download).
+  const size_t n = checkpoint_floats(plain.checkpoint).size() / 3;
+  EXPECT_GE(DeviceLike::uploads[n], 1 + o.steps);
+  EXPECT_GE(DeviceLike::downloads[n], o.steps);
+  if (comm().rank() == 0) {
+    EXPECT_EQ(metric_lines(d.out), metric_lines(o.out));
+    EXPECT_EQ(bits_differ(checkpoint_floats(staged.checkpoint), checkpoint_floats(plain.checkpoint)), 0u);
+  }
+  barrier();
 }
 
 // Several micro-batches per rank: the ranks' partial sums are re-associated, ((g0 + g1) + (g2 + g3)) instead of
