@@ -435,21 +435,9 @@ class CudaTrainBackend final : public train::TrainBackend {
   void sync() override { CUDA_CHECK(cudaStreamSynchronize(st_)); }
 
   // ---- memory ----
-  float* alloc(size_t n) override {
-    void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, (n ? n : 1) * sizeof(float)));
-    CUDA_CHECK(cudaMemsetAsync(p, 0, (n ? n : 1) * sizeof(float), st_));
-    return static_cast<float*>(p);
-  }
-  void free(float* p) override {
-    cudaStreamSynchronize(st_);
-    cudaFree(p);
-  }
-  void upload(float* dst, const float* host, size_t n) override {
-    if (n == 0) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, st_));
-    CUDA_CHECK(cudaStreamSynchronize(st_));  // the host buffer may be reused at once
-  }
+  float* alloc(size_t n) override { return device_alloc<float>(n); }
+  void free(float* p) override { device_free(p); }
+  void upload(float* dst, const float* host, size_t n) override { to_device(dst, host, n); }
   void download(float* host, const float* src, size_t n) override {
     if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, st_));
@@ -466,21 +454,9 @@ class CudaTrainBackend final : public train::TrainBackend {
     CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(ldd) * sizeof(float), src, size_t(lds) * sizeof(float),
                                  size_t(cols) * sizeof(float), size_t(rows), cudaMemcpyDeviceToDevice, st_));
   }
-  int32_t* alloc_ids(size_t n) override {
-    void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, (n ? n : 1) * sizeof(int32_t)));
-    CUDA_CHECK(cudaMemsetAsync(p, 0, (n ? n : 1) * sizeof(int32_t), st_));
-    return static_cast<int32_t*>(p);
-  }
-  void free_ids(int32_t* p) override {
-    cudaStreamSynchronize(st_);
-    cudaFree(p);
-  }
-  void upload_ids(int32_t* dst, const int32_t* host, size_t n) override {
-    if (n == 0) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, st_));
-    CUDA_CHECK(cudaStreamSynchronize(st_));
-  }
+  int32_t* alloc_ids(size_t n) override { return device_alloc<int32_t>(n); }
+  void free_ids(int32_t* p) override { device_free(p); }
+  void upload_ids(int32_t* dst, const int32_t* host, size_t n) override { to_device(dst, host, n); }
 
   // ---- forward ----
   // Row-major Y (T, N) = X (T, K) W^T is column-major Y' (N, T) = W'^T X' with W' = W read as (K, N).
@@ -620,6 +596,25 @@ class CudaTrainBackend final : public train::TrainBackend {
     if (n == 0) return;
     kernel<<<blocks_for(n), kThreads, 0, st_>>>(args...);
     CUDA_CHECK(cudaGetLastError());
+  }
+  // n zeroed elements of device memory (at least one, so that a pointer is never null)
+  template <class T>
+  T* device_alloc(size_t n) {
+    void* p = nullptr;
+    CUDA_CHECK(cudaMalloc(&p, (n ? n : 1) * sizeof(T)));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, (n ? n : 1) * sizeof(T), st_));
+    return static_cast<T*>(p);
+  }
+  void device_free(void* p) {
+    cudaStreamSynchronize(st_);  // queued ops may still use it
+    cudaFree(p);
+  }
+  // A synchronous copy to the device: the host buffer may be reused as soon as it returns.
+  template <class T>
+  void to_device(T* dst, const T* host, size_t n) {
+    if (n == 0) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(T), cudaMemcpyHostToDevice, st_));
+    CUDA_CHECK(cudaStreamSynchronize(st_));
   }
   static unsigned warp_blocks(int64_t warps) { return unsigned((warps * 32 + 127) / 128); }
   static void check_head_dim(int64_t hd) {
