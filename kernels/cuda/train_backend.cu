@@ -3,11 +3,13 @@
 // determinism rule: no atomics; every reduction has a fixed shape (a warp or block tree, then fixed chunks summed in
 // order), so the same inputs give the same bits on the same card.
 //
-// Products go through cuBLAS SGEMM on row-major data read as column-major (Y^T = W X^T etc.). The rest are plain
-// kernels: one block per row for norms and the loss, one warp per query (or key) row for attention, which
-// recomputes probabilities from the saved log-sum-exp in the backward as the CPU does (memory O(T), not O(T^2)).
-// Reductions over tokens (weight gradients of norms, bias gradients) sum chunks of kRowChunk rows per column, then
-// the chunks in order. These kernels favour being obviously right over being fast; the GEMMs carry the FLOPs.
+// Products go through cuBLAS SGEMM on row-major data read as column-major (Y^T = W X^T etc.). Bias rows, the
+// embedding lookup and SwiGLU reuse the inference backend's launchers (kernels.cu), and every kernel is launched
+// through its `launch` helper (cuda_common.cuh). The rest are plain kernels: one block per row for norms and the
+// loss, one warp per query (or key) row for attention, which recomputes probabilities from the saved log-sum-exp
+// in the backward as the CPU does (memory O(T), not O(T^2)). Reductions over tokens (weight gradients of norms,
+// bias gradients) sum chunks of kRowChunk rows per column, then the chunks in order. These kernels favour being
+// obviously right over being fast; the GEMMs carry the FLOPs.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -61,16 +63,6 @@ __device__ __forceinline__ float block_max(float v, float* red) {
 
 // ---- elementwise ----
 
-__global__ void add_bias_rows_kernel(float* y, int64_t T, int64_t N, const float* b) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < T * N; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] += b[i % N];
-}
-
-__global__ void embedding_kernel(const int32_t* ids, int64_t T, const float* table, int64_t D, float* out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < T * D; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = table[int64_t(ids[i / D]) * D + i % D];
-}
-
 // dtable[ids[t]] += dx[t]: one thread per column, the tokens in order (repeated ids add up without atomics).
 __global__ void embedding_bwd_kernel(const int32_t* ids, int64_t T, const float* dx, int64_t D, float* dtable) {
   const int64_t d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -90,11 +82,6 @@ __global__ void gelu_bwd_kernel(const float* dy, const float* x, int64_t n, floa
     const float xv = x[i];
     dx[i] = dy[i] * (0.5f * (1.0f + erff(xv * r)) + xv * c * expf(-0.5f * xv * xv));
   }
-}
-
-__global__ void swiglu_kernel(const float* g, const float* u, int64_t n, float* a) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    a[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 __global__ void swiglu_bwd_kernel(const float* da, const float* g, const float* u, int64_t n, float* dg, float* du) {
@@ -464,31 +451,26 @@ class CudaTrainBackend final : public train::TrainBackend {
     const float one = 1.0f, zero = 0.0f;
     CUBLAS_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(T), int(K), &one, W, int(K), X, int(K),
                              &zero, Y, int(N)));
-    if (b) {
-      add_bias_rows_kernel<<<blocks_for(T * N), kThreads, 0, st_>>>(Y, T, N, b);
-      CUDA_CHECK(cudaGetLastError());
-    }
+    if (b) cuda::add_bias(Y, b, T, N, N, st_);
   }
   void embedding(const int32_t* ids, int64_t T, const float* table, int64_t D, float* out) override {
-    embedding_kernel<<<blocks_for(T * D), kThreads, 0, st_>>>(ids, T, table, D, out);
-    CUDA_CHECK(cudaGetLastError());
+    if (T > 0) cuda::embedding(ids, T, table, DType::F32, D, out, st_);
   }
   void norm(bool layer, const float* x, const float* w, const float* b, float eps, int64_t T, int64_t D, float* y,
             float* stats) override {
     if (T == 0) return;
-    norm_fwd_kernel<<<unsigned(T), kThreads, 0, st_>>>(layer, x, w, b, eps, D, y, stats);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(norm_fwd_kernel, unsigned(T), kThreads, 0, st_, layer, x, w, b, eps, D, y, stats);
   }
   void rope(float* x, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t rot_dims, const float* cos,
             const float* sin, bool inverse) override {
     const int64_t half = rot_dims / 2;
     if (half == 0 || B * T == 0) return;
-    rope_kernel<<<blocks_for(B * T * H * half), kThreads, 0, st_>>>(x, B * T, T, H, hd, half, cos, sin, inverse);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(rope_kernel, blocks_for(B * T * H * half), kThreads, 0, st_, x, B * T, T, H, hd, half, cos, sin,
+                 inverse);
   }
   void gelu(const float* x, int64_t n, float* y) override { launch_flat(gelu_kernel, n, x, n, y); }
   void swiglu(const float* g, const float* u, int64_t T, int64_t F, float* a) override {
-    launch_flat(swiglu_kernel, T * F, g, u, T * F, a);
+    cuda::swiglu(g, F, u, F, T, F, a, st_);
   }
   void add(const float* a, const float* b, int64_t n, float* y) override { launch_flat(add_kernel, n, a, b, n, y); }
   void attention(const float* q, const float* k, const float* v, int64_t B, int64_t T, int64_t H, int64_t KV,
@@ -496,15 +478,13 @@ class CudaTrainBackend final : public train::TrainBackend {
     check_head_dim(hd);
     if (B * H * T == 0) return;
     const AttnShape a{B, T, H, KV, hd, scale};
-    attention_fwd_kernel<<<warp_blocks(B * H * T), 128, 0, st_>>>(a, q, k, v, extra, out, lse);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(attention_fwd_kernel, warp_blocks(B * H * T), 128, 0, st_, a, q, k, v, extra, out, lse);
   }
   double cross_entropy(const float* logits, const int32_t* targets, int64_t N, int64_t V, float grad_scale,
                        float* dlogits) override {
     if (N == 0) return 0.0;
     double* rows = dparts(size_t(N));
-    cross_entropy_kernel<<<unsigned(N), kThreads, 0, st_>>>(logits, targets, V, grad_scale, dlogits, rows);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(cross_entropy_kernel, unsigned(N), kThreads, 0, st_, logits, targets, V, grad_scale, dlogits, rows);
     return sum_in_order(rows, size_t(N));
   }
 
@@ -530,20 +510,17 @@ class CudaTrainBackend final : public train::TrainBackend {
   }
   void embedding_bwd(const int32_t* ids, int64_t T, const float* dx, int64_t D, float* dtable) override {
     if (T == 0) return;
-    embedding_bwd_kernel<<<blocks_for(D, 128), 128, 0, st_>>>(ids, T, dx, D, dtable);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(embedding_bwd_kernel, blocks_for(D, 128), 128, 0, st_, ids, T, dx, D, dtable);
   }
   void norm_bwd(bool layer, const float* dy, const float* x, const float* w, const float* stats, int64_t T, int64_t D,
                 float* dx, bool acc_dx, float* dw, float* db) override {
     if (T == 0) return;
-    norm_bwd_dx_kernel<<<unsigned(T), kThreads, 0, st_>>>(layer, dy, x, w, stats, D, dx, acc_dx);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(norm_bwd_dx_kernel, unsigned(T), kThreads, 0, st_, layer, dy, x, w, stats, D, dx, acc_dx);
     const int64_t nch = (T + kRowChunk - 1) / kRowChunk;
     float* pw = parts(size_t(2 * nch * D));
     float* pb = db ? pw + nch * D : nullptr;
-    norm_bwd_dw_part_kernel<<<dim3(unsigned((D + 127) / 128), unsigned(nch)), 128, 0, st_>>>(dy, x, stats, T, D, pw,
-                                                                                            pb);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(norm_bwd_dw_part_kernel, dim3(unsigned((D + 127) / 128), unsigned(nch)), 128, 0, st_, dy, x, stats,
+                 T, D, pw, pb);
     chunks_acc(pw, nch, D, dw);
     if (db) chunks_acc(pb, nch, D, db);
   }
@@ -562,13 +539,11 @@ class CudaTrainBackend final : public train::TrainBackend {
     const size_t rows = size_t(B * H * T);
     float* Drow = drow(rows);
     double* de = de_row(rows);
-    attention_bwd_dq_kernel<<<warp_blocks(B * H * T), 128, 0, st_>>>(a, q, k, v, out, dout, lse, extra, dq, Drow, de);
-    CUDA_CHECK(cudaGetLastError());
-    attention_bwd_dkv_kernel<<<warp_blocks(B * KV * T), 128, 0, st_>>>(a, q, k, v, dout, lse, Drow, dk, dv);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(attention_bwd_dq_kernel, warp_blocks(B * H * T), 128, 0, st_, a, q, k, v, out, dout, lse, extra, dq,
+                 Drow, de);
+    cuda::launch(attention_bwd_dkv_kernel, warp_blocks(B * KV * T), 128, 0, st_, a, q, k, v, dout, lse, Drow, dk, dv);
     if (extra && dextra) {
-      attention_dextra_kernel<<<unsigned((H + 127) / 128), 128, 0, st_>>>(de, B, H, T, dextra);
-      CUDA_CHECK(cudaGetLastError());
+      cuda::launch(attention_dextra_kernel, unsigned((H + 127) / 128), 128, 0, st_, de, B, H, T, dextra);
     }
   }
 
@@ -577,8 +552,7 @@ class CudaTrainBackend final : public train::TrainBackend {
     if (n == 0) return 0.0;
     const int64_t nch = (n + kFlatChunk - 1) / kFlatChunk;
     double* part = dparts(size_t(nch));
-    sum_squares_kernel<<<unsigned(nch), kThreads, 0, st_>>>(x, n, part);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(sum_squares_kernel, unsigned(nch), kThreads, 0, st_, x, n, part);
     return sum_in_order(part, size_t(nch));
   }
   void scale(float* x, int64_t n, float s) override { launch_flat(scale_kernel, n, x, n, s); }
@@ -593,9 +567,7 @@ class CudaTrainBackend final : public train::TrainBackend {
  private:
   template <class... P, class... A>
   void launch_flat(void (*kernel)(P...), int64_t n, A... args) {
-    if (n == 0) return;
-    kernel<<<blocks_for(n), kThreads, 0, st_>>>(args...);
-    CUDA_CHECK(cudaGetLastError());
+    if (n > 0) cuda::launch(kernel, blocks_for(n), kThreads, 0, st_, args...);
   }
   // n zeroed elements of device memory (at least one, so that a pointer is never null)
   template <class T>
@@ -626,13 +598,11 @@ class CudaTrainBackend final : public train::TrainBackend {
     if (T == 0) return;
     const int64_t nch = (T + kRowChunk - 1) / kRowChunk;
     float* part = parts(size_t(nch * D));
-    col_sum_part_kernel<<<dim3(unsigned((D + 127) / 128), unsigned(nch)), 128, 0, st_>>>(x, T, D, ld, part);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(col_sum_part_kernel, dim3(unsigned((D + 127) / 128), unsigned(nch)), 128, 0, st_, x, T, D, ld, part);
     chunks_acc(part, nch, D, out);
   }
   void chunks_acc(const float* part, int64_t nch, int64_t D, float* out) {
-    chunks_acc_kernel<<<unsigned((D + 127) / 128), 128, 0, st_>>>(part, nch, D, out);
-    CUDA_CHECK(cudaGetLastError());
+    cuda::launch(chunks_acc_kernel, unsigned((D + 127) / 128), 128, 0, st_, part, nch, D, out);
   }
   // Sums n doubles of device memory in index order on the host (the loss over rows, the squares over chunks).
   double sum_in_order(const double* d, size_t n) {
