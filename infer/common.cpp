@@ -2,28 +2,15 @@
 
 #include <chrono>      // std::chrono
 #include <cstdio>      // std::fprintf
-#include <filesystem>  // std::filesystem
+#include <memory>      // std::unique_ptr
 #include <omp.h>       // omp_set_num_threads
 #include <unistd.h>    // isatty
 
+#include "core/device.h"          // parse_device, cuda_plugin_symbol
 #include "core/error.h"           // Error
 #include "formats/mapped_file.h"  // read_text_file
-#ifdef SLLM_HAVE_CUDA
-#include <dlfcn.h>  // dlopen, dlsym, dlerror
-#endif
 
 namespace sllm::cli {
-
-namespace fs = std::filesystem;
-
-namespace {
-// "3" -> 3; false for anything but a plain non-negative integer.
-bool parse_device_index(const std::string& s, int& out) {
-  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos) return false;
-  out = std::stoi(s);
-  return true;
-}
-}  // namespace
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("-m,--model", a.model,
@@ -44,22 +31,14 @@ void add_model_args(CLI::App& app, ModelArgs& a) {
 }
 
 Backend& backend_for(const ModelArgs& a) {
-  if (a.device == "cpu") return cpu_backend();
-  int index = 0;
-  if (a.device.rfind("cuda", 0) != 0 ||
-      (a.device.size() > 4 && (a.device[4] != ':' || !parse_device_index(a.device.substr(5), index))))
-    throw Error("--device: expected cpu, cuda or cuda:N, got '" + a.device + "'");
-#ifdef SLLM_HAVE_CUDA
+  const DeviceSpec spec = parse_device(a.device);
+  if (!spec.cuda) return cpu_backend();
+  const int index = spec.index < 0 ? 0 : spec.index;
   static std::unique_ptr<Backend> cuda;
   static int cuda_index = -1;
   if (!cuda) {
-    // The backend lives in libsllm_cuda.so beside this executable (kernels/cuda/plugin.cpp), loaded only now.
-    const std::string lib = (fs::read_symlink("/proc/self/exe").parent_path() / "libsllm_cuda.so").string();
-    void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!h) throw Error("--device " + a.device + ": cannot load the CUDA backend: " + dlerror());
     using Make = Backend* (*)(int, bool, char*, size_t);
-    auto make = reinterpret_cast<Make>(dlsym(h, "sllm_cuda_plugin_make"));
-    if (!make) throw Error("--device " + a.device + ": " + lib + " has no sllm_cuda_plugin_make");
+    auto make = reinterpret_cast<Make>(cuda_plugin_symbol("sllm_cuda_plugin_make", a.device));
     char err[512] = {};
     cuda.reset(make(index, true, err, sizeof err));
     if (!cuda) throw Error(err);
@@ -67,9 +46,6 @@ Backend& backend_for(const ModelArgs& a) {
   }
   if (cuda_index != index) throw Error("--device: one CUDA device per process");
   return *cuda;
-#else
-  throw Error("--device " + a.device + ": this build has no CUDA backend (nvcc was not found when it was configured)");
-#endif
 }
 
 Loaded load(const ModelArgs& a, bool need_tokenizer) {

@@ -20,6 +20,7 @@
 #include <sstream>            // std::stringstream
 #include <vector>             // std::vector
 
+#include "core/device.h"         // parse_device
 #include "core/error.h"          // Error
 #include "formats/mapped_file.h"  // read_text_file
 #include "formats/h5_model.h"    // save_h5
@@ -83,10 +84,7 @@ void TrainOptions::validate() const {
   need(eval_every >= 0 && save_every >= 0 && eval_tokens >= 1 && log_every >= 1,
        "--eval-every/--save-every: must be >= 0; --eval-tokens/--log-every: >= 1");
   need(keep >= 0, "--keep: must be >= 0 (0 = keep all)");
-  need(device == "cpu" || device == "cuda" || (device.size() > 5 && device.compare(0, 5, "cuda:") == 0 &&
-                                                 device.size() <= 9 &&
-                                                 device.find_first_not_of("0123456789", 5) == std::string::npos),
-       "--device: expected cpu, cuda or cuda:N, got '" + device + "'");
+  parse_device(device);  // throws "--device: expected cpu, cuda or cuda:N, got '...'"
   need(!data.empty(), "--data: required (a directory written by `streamllm data`)");
   need(!out.empty(), "--out: required");
 }
